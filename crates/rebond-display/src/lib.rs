@@ -1,0 +1,290 @@
+//! From framebuffer to browser images: damage tracking on a tile grid, skipping
+//! tiles that did not really change, and a per-region choice of codec.
+//!
+//! Sans-IO: takes RGBA pixels, returns [`rebond_wire::Downlink::Tile`] payloads.
+//! Lossless PNG (palette-indexed) for text and user interface, where few colours
+//! appear; JPEG only for regions rich in colour (photographs, video), where it pays.
+//!
+//! INVARIANT: after `encode`, the browser's picture equals the framebuffer exactly on
+//! every region sent as PNG, and the encoder's shadow copy equals the framebuffer
+//! on every tile it sent.
+
+use std::collections::HashMap;
+
+use rebond_wire::ImageCodec;
+
+/// Side of a damage tile, in pixels.
+pub const TILE: u16 = 64;
+/// Above this many distinct colours a tile counts as photographic.
+pub const PALETTE_LIMIT: usize = 256;
+/// Widest image sent in one piece: consecutive changed tiles in a row are merged up to it.
+pub const MAX_RUN_TILES: u16 = 8;
+
+/// One image for the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedRegion {
+    pub x: u16,
+    pub y: u16,
+    pub width: u16,
+    pub height: u16,
+    pub codec: ImageCodec,
+    pub data: Vec<u8>,
+}
+
+/// Settings an operator or a policy may tune.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderSettings {
+    /// JPEG quality for photographic regions, 1..=100.
+    pub jpeg_quality: u8,
+    /// Never use a lossy codec.
+    pub lossless_only: bool,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        Self { jpeg_quality: 80, lossless_only: false }
+    }
+}
+
+/// Tracks what the browser has and turns damage into images.
+pub struct Encoder {
+    width: u16,
+    height: u16,
+    cols: u16,
+    rows: u16,
+    /// What the browser shows, as far as we sent it (RGBA).
+    shadow: Vec<u8>,
+    dirty: Vec<bool>,
+    /// Tiles that must be sent even if the shadow matches (browser lost its picture).
+    forced: Vec<bool>,
+    settings: EncoderSettings,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Palette,
+    Rich,
+}
+
+impl Encoder {
+    pub fn new(width: u16, height: u16, settings: EncoderSettings) -> Self {
+        let mut e = Self {
+            width: 0,
+            height: 0,
+            cols: 0,
+            rows: 0,
+            shadow: Vec::new(),
+            dirty: Vec::new(),
+            forced: Vec::new(),
+            settings,
+        };
+        e.resize(width, height);
+        e
+    }
+
+    pub fn width(&self) -> u16 {
+        self.width
+    }
+
+    pub fn height(&self) -> u16 {
+        self.height
+    }
+
+    /// A new desktop size: the browser starts from a blank canvas.
+    pub fn resize(&mut self, width: u16, height: u16) {
+        self.width = width;
+        self.height = height;
+        self.cols = width.div_ceil(TILE);
+        self.rows = height.div_ceil(TILE);
+        let tiles = usize::from(self.cols) * usize::from(self.rows);
+        self.shadow = vec![0; usize::from(width) * usize::from(height) * 4];
+        self.dirty = vec![true; tiles];
+        self.forced = vec![true; tiles];
+    }
+
+    /// The browser lost its picture (a new page, a reconnect): send everything.
+    pub fn invalidate(&mut self) {
+        self.dirty.fill(true);
+        self.forced.fill(true);
+    }
+
+    /// Marks a rectangle (exclusive right/bottom) as possibly changed.
+    pub fn damage(&mut self, x: u16, y: u16, right: u16, bottom: u16) {
+        let right = right.min(self.width);
+        let bottom = bottom.min(self.height);
+        if x >= right || y >= bottom {
+            return;
+        }
+        for row in y / TILE..bottom.div_ceil(TILE) {
+            for col in x / TILE..right.div_ceil(TILE) {
+                self.dirty[usize::from(row) * usize::from(self.cols) + usize::from(col)] = true;
+            }
+        }
+    }
+
+    pub fn has_damage(&self) -> bool {
+        self.dirty.iter().any(|d| *d)
+    }
+
+    /// Encodes every dirty tile whose pixels differ from what the browser has.
+    ///
+    /// `frame` is the whole desktop, RGBA, `width * height * 4` bytes.
+    pub fn encode(&mut self, frame: &[u8]) -> Vec<EncodedRegion> {
+        assert_eq!(frame.len(), self.shadow.len(), "frame does not match the desktop size");
+        let mut out = Vec::new();
+        for row in 0..self.rows {
+            let mut run: Option<(u16, u16, Class)> = None; // (first col, count, class)
+            for col in 0..self.cols {
+                let idx = usize::from(row) * usize::from(self.cols) + usize::from(col);
+                let changed = if std::mem::take(&mut self.dirty[idx]) {
+                    let forced = std::mem::take(&mut self.forced[idx]);
+                    self.refresh_tile(frame, col, row) || forced
+                } else {
+                    false
+                };
+                let class = changed.then(|| self.classify(frame, col, row));
+                match (run, class) {
+                    (Some((first, n, c)), Some(k)) if c == k && n < MAX_RUN_TILES => run = Some((first, n + 1, c)),
+                    (prev, next) => {
+                        if let Some((first, n, c)) = prev {
+                            out.push(self.encode_run(frame, row, first, n, c));
+                        }
+                        run = next.map(|k| (col, 1, k));
+                    }
+                }
+            }
+            if let Some((first, n, c)) = run {
+                out.push(self.encode_run(frame, row, first, n, c));
+            }
+        }
+        out
+    }
+
+    fn tile_rect(&self, col: u16, row: u16) -> (usize, usize, usize, usize) {
+        let x = usize::from(col * TILE);
+        let y = usize::from(row * TILE);
+        let w = usize::from(TILE.min(self.width - col * TILE));
+        let h = usize::from(TILE.min(self.height - row * TILE));
+        (x, y, w, h)
+    }
+
+    /// Copies the tile into the shadow; returns whether it differed.
+    fn refresh_tile(&mut self, frame: &[u8], col: u16, row: u16) -> bool {
+        let (x, y, w, h) = self.tile_rect(col, row);
+        let stride = usize::from(self.width) * 4;
+        let mut changed = false;
+        for line in y..y + h {
+            let span = line * stride + x * 4..line * stride + (x + w) * 4;
+            if self.shadow[span.clone()] != frame[span.clone()] {
+                self.shadow[span.clone()].copy_from_slice(&frame[span]);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn classify(&self, frame: &[u8], col: u16, row: u16) -> Class {
+        if self.settings.lossless_only {
+            return Class::Palette;
+        }
+        let (x, y, w, h) = self.tile_rect(col, row);
+        let stride = usize::from(self.width) * 4;
+        let mut seen = HashMap::with_capacity(PALETTE_LIMIT + 1);
+        for line in y..y + h {
+            for px in frame[line * stride + x * 4..line * stride + (x + w) * 4].chunks_exact(4) {
+                seen.insert(rgb(px), ());
+                if seen.len() > PALETTE_LIMIT {
+                    return Class::Rich;
+                }
+            }
+        }
+        Class::Palette
+    }
+
+    fn encode_run(&self, frame: &[u8], row: u16, first: u16, count: u16, class: Class) -> EncodedRegion {
+        let x = first * TILE;
+        let y = row * TILE;
+        let width = (count * TILE).min(self.width - x);
+        let height = TILE.min(self.height - y);
+        let (codec, data) = match class {
+            Class::Rich => (ImageCodec::Jpeg, encode_jpeg(frame, self.width, x, y, width, height, self.settings.jpeg_quality)),
+            Class::Palette => (ImageCodec::Png, encode_png(frame, self.width, x, y, width, height)),
+        };
+        EncodedRegion { x, y, width, height, codec, data }
+    }
+}
+
+fn rgb(px: &[u8]) -> u32 {
+    u32::from(px[0]) << 16 | u32::from(px[1]) << 8 | u32::from(px[2])
+}
+
+fn crop_rgb(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) -> impl Iterator<Item = &[u8]> {
+    let stride = usize::from(stride_px) * 4;
+    (usize::from(y)..usize::from(y + h)).flat_map(move |line| {
+        frame[line * stride + usize::from(x) * 4..line * stride + usize::from(x + w) * 4].chunks_exact(4)
+    })
+}
+
+/// Lossless: palette-indexed when the region has few colours, RGB otherwise.
+pub fn encode_png(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) -> Vec<u8> {
+    let mut palette: HashMap<u32, u8> = HashMap::with_capacity(PALETTE_LIMIT);
+    let mut indexed = Vec::with_capacity(usize::from(w) * usize::from(h));
+    for px in crop_rgb(frame, stride_px, x, y, w, h) {
+        let next = palette.len();
+        if next > PALETTE_LIMIT {
+            break;
+        }
+        let idx = *palette.entry(rgb(px)).or_insert(next as u8);
+        if palette.len() > PALETTE_LIMIT {
+            break;
+        }
+        indexed.push(idx);
+    }
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, u32::from(w), u32::from(h));
+    enc.set_compression(png::Compression::Fast);
+    let data = if palette.len() <= PALETTE_LIMIT {
+        let mut pal = vec![0u8; palette.len() * 3];
+        for (color, idx) in &palette {
+            let i = usize::from(*idx) * 3;
+            pal[i..i + 3].copy_from_slice(&[(color >> 16) as u8, (color >> 8) as u8, *color as u8]);
+        }
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_palette(pal);
+        indexed
+    } else {
+        enc.set_color(png::ColorType::Rgb);
+        crop_rgb(frame, stride_px, x, y, w, h).flat_map(|px| [px[0], px[1], px[2]]).collect()
+    };
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().expect("writing to a Vec cannot fail");
+    writer.write_image_data(&data).expect("image data matches the header");
+    writer.finish().expect("writing to a Vec cannot fail");
+    out
+}
+
+/// Lossy, for photographic regions.
+pub fn encode_jpeg(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16, quality: u8) -> Vec<u8> {
+    let rgb: Vec<u8> = crop_rgb(frame, stride_px, x, y, w, h).flat_map(|px| [px[0], px[1], px[2]]).collect();
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100))
+        .encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb)
+        .expect("JPEG of a valid size into a Vec cannot fail");
+    out
+}
+
+/// A pointer shape as an RGBA PNG.
+pub fn encode_rgba_png(rgba: &[u8], width: u16, height: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, u32::from(width), u32::from(height));
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut writer = enc.write_header().expect("writing to a Vec cannot fail");
+    writer.write_image_data(rgba).expect("image data matches the header");
+    writer.finish().expect("writing to a Vec cannot fail");
+    out
+}
+
+#[cfg(test)]
+mod tests;

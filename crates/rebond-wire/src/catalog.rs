@@ -1,0 +1,144 @@
+//! Every sentence a person reads, in English and French. The page fetches the
+//! whole catalog (`/i18n.json`); the CLI uses the same sentences.
+
+use crate::ErrorCode;
+
+/// The languages Rebond speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Fr,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Fr];
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+        }
+    }
+
+    /// Picks the first supported language of an `Accept-Language` header or a
+    /// `navigator.language` value; English otherwise.
+    pub fn negotiate(accept: &str) -> Lang {
+        for part in accept.split(',') {
+            let tag = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let primary = tag.split('-').next().unwrap_or("");
+            match primary {
+                "fr" => return Lang::Fr,
+                "en" => return Lang::En,
+                _ => {}
+            }
+        }
+        Lang::En
+    }
+}
+
+/// A sentence in both languages.
+pub struct Text {
+    pub en: &'static str,
+    pub fr: &'static str,
+}
+
+impl Text {
+    pub fn get(&self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::En => self.en,
+            Lang::Fr => self.fr,
+        }
+    }
+}
+
+macro_rules! texts {
+    ($($key:literal => $en:literal, $fr:literal;)*) => {
+        /// Keys of the user-interface texts, in catalog order.
+        pub const CATALOG_KEYS: &[(&str, Text)] = &[$(($key, Text { en: $en, fr: $fr })),*];
+    };
+}
+
+texts! {
+    "title" => "Rebond — your workstation", "Rebond — votre poste de travail";
+    "sign_in_heading" => "Sign in to reach your workstation", "Connectez-vous pour retrouver votre poste de travail";
+    "user_label" => "User name", "Nom d'utilisateur";
+    "password_label" => "Password", "Mot de passe";
+    "sign_in_button" => "Sign in", "Se connecter";
+    "signing_in" => "Checking your sign-in…", "Vérification de votre identité…";
+    "stage_1" => "Connecting to your workstation…", "Connexion à votre poste de travail…";
+    "stage_2" => "Securing the connection to your workstation…", "Sécurisation de la connexion à votre poste…";
+    "stage_3" => "Opening your session on the workstation…", "Ouverture de votre session sur le poste…";
+    "stage_4" => "Your desktop is on its way…", "Votre bureau arrive…";
+    "reconnecting" => "Connection lost; reconnecting to the same session…", "Connexion perdue ; reconnexion à la même session…";
+    "sign_in_again" => "Sign in again", "Se reconnecter";
+    "sign_out" => "Sign out", "Se déconnecter";
+    "pixels_only" => "Only the picture of your desktop reaches this computer; nothing can be copied to or from it.", "Seule l'image de votre bureau arrive sur cet ordinateur ; rien ne peut y être copié, ni en sortir.";
+    "error_code" => "Error code", "Code d'erreur";
+    "network_error" => "The gateway cannot be reached. Check your Internet connection and try again.", "La passerelle est injoignable. Vérifiez votre connexion Internet et réessayez.";
+}
+
+pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
+    let t = match code {
+        ErrorCode::BadCredentials => Text {
+            en: "Wrong user name or password.",
+            fr: "Nom d'utilisateur ou mot de passe incorrect.",
+        },
+        ErrorCode::WorkstationUnreachable => Text {
+            en: "Your workstation does not answer: it may be switched off or disconnected from the network.",
+            fr: "Votre poste de travail ne répond pas : il est peut-être éteint ou débranché du réseau.",
+        },
+        ErrorCode::WorkstationRefusedCredentials => Text {
+            en: "Your workstation refused your user name and password.",
+            fr: "Votre poste de travail a refusé votre nom d'utilisateur et votre mot de passe.",
+        },
+        ErrorCode::SessionTakenOver => Text {
+            en: "Your session was taken over by another sign-in.",
+            fr: "Votre session a été reprise par une autre connexion.",
+        },
+        ErrorCode::SessionEndedAtWorkstation => Text {
+            en: "Your session was ended on the workstation.",
+            fr: "Votre session a été fermée sur le poste de travail.",
+        },
+        ErrorCode::GatewayAtCapacity => Text {
+            en: "The gateway is at capacity. Please try again in a few minutes.",
+            fr: "La passerelle est saturée. Réessayez dans quelques minutes.",
+        },
+        ErrorCode::NoWorkstation => Text {
+            en: "No workstation is assigned to your account. Contact your IT department.",
+            fr: "Aucun poste de travail n'est attribué à votre compte. Contactez votre service informatique.",
+        },
+        ErrorCode::WorkstationCertificateUntrusted => Text {
+            en: "Your workstation's identity could not be verified, so the connection was stopped. Contact your IT department.",
+            fr: "L'identité de votre poste de travail n'a pas pu être vérifiée : la connexion a été arrêtée. Contactez votre service informatique.",
+        },
+        ErrorCode::ForbiddenMessage => Text {
+            en: "Your browser sent something the gateway does not allow; the session was closed.",
+            fr: "Votre navigateur a envoyé quelque chose que la passerelle n'autorise pas ; la session a été fermée.",
+        },
+        ErrorCode::SessionExpired => Text {
+            en: "Your session has expired. Please sign in again.",
+            fr: "Votre session a expiré. Veuillez vous reconnecter.",
+        },
+        ErrorCode::WorkerFailed => Text {
+            en: "The gateway lost your session because of an internal error. Please sign in again.",
+            fr: "La passerelle a perdu votre session à la suite d'une erreur interne. Veuillez vous reconnecter.",
+        },
+        ErrorCode::WorkstationProtocolError => Text {
+            en: "Your workstation answered in a way the gateway does not understand. Contact your IT department.",
+            fr: "Votre poste de travail a répondu d'une manière que la passerelle ne comprend pas. Contactez votre service informatique.",
+        },
+        ErrorCode::GatewayShuttingDown => Text {
+            en: "The gateway is restarting. Please sign in again in a moment.",
+            fr: "La passerelle redémarre. Reconnectez-vous dans un instant.",
+        },
+        ErrorCode::BadRequest => Text {
+            en: "The request was not understood. Reload the page and try again.",
+            fr: "La requête n'a pas été comprise. Rechargez la page et réessayez.",
+        },
+        ErrorCode::SignedOut => Text {
+            en: "You are signed out.",
+            fr: "Vous êtes déconnecté.",
+        },
+    };
+    t.get(lang)
+}

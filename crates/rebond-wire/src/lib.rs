@@ -1,0 +1,378 @@
+//! The browser wire protocol: every message that crosses the WebSocket between the
+//! page and the gateway, with its binary codec.
+//!
+//! Sans-IO: no sockets, no clocks. [`Downlink`] messages go to the browser (pixels,
+//! pointer, status), [`Uplink`] messages come from it (input, resize, acks, keepalive).
+//! The format is documented in `docs/protocol.md`; the version is negotiated as the
+//! WebSocket subprotocol [`SUBPROTOCOL`] and repeated in [`Downlink::Hello`].
+//!
+//! INVARIANT: decoding never panics and never allocates more than the input's length.
+
+mod catalog;
+mod codec;
+
+pub use catalog::{Lang, Text, CATALOG_KEYS};
+pub use codec::{DecodeError, Reader};
+
+/// Protocol version carried in the subprotocol name and in `Hello`.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// WebSocket subprotocol the page must ask for.
+pub const SUBPROTOCOL: &str = "rebond.v1";
+/// Largest uplink message the gateway accepts (input is tiny; anything bigger is abuse).
+pub const MAX_UPLINK_LEN: usize = 64;
+
+/// Image codecs the browser decodes natively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ImageCodec {
+    /// Lossless: text and user interface.
+    Png = 1,
+    /// Lossy: photographs and video-like regions.
+    Jpeg = 2,
+}
+
+impl ImageCodec {
+    pub fn mime(self) -> &'static str {
+        match self {
+            ImageCodec::Png => "image/png",
+            ImageCodec::Jpeg => "image/jpeg",
+        }
+    }
+
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            1 => Ok(ImageCodec::Png),
+            2 => Ok(ImageCodec::Jpeg),
+            _ => Err(DecodeError::InvalidValue("image codec")),
+        }
+    }
+}
+
+/// How far the connection to the workstation has come, shown as progress on the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    /// Reaching the workstation's RDP port.
+    Reaching = 1,
+    /// TLS and, where the workstation asks for it, NLA with the user's credentials.
+    Securing = 2,
+    /// RDP capability exchange and logon.
+    SigningIn = 3,
+    /// The desktop is on its way.
+    Ready = 4,
+}
+
+impl Stage {
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            1 => Ok(Stage::Reaching),
+            2 => Ok(Stage::Securing),
+            3 => Ok(Stage::SigningIn),
+            4 => Ok(Stage::Ready),
+            _ => Err(DecodeError::InvalidValue("stage")),
+        }
+    }
+}
+
+/// Stable error codes: the page, `rebond probe --json` and the logs all use them.
+///
+/// The numbers never change meaning; new codes take new numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    BadCredentials = 1,
+    WorkstationUnreachable = 2,
+    WorkstationRefusedCredentials = 3,
+    SessionTakenOver = 4,
+    SessionEndedAtWorkstation = 5,
+    GatewayAtCapacity = 6,
+    NoWorkstation = 7,
+    WorkstationCertificateUntrusted = 8,
+    ForbiddenMessage = 9,
+    SessionExpired = 10,
+    WorkerFailed = 11,
+    WorkstationProtocolError = 12,
+    GatewayShuttingDown = 13,
+    BadRequest = 14,
+    SignedOut = 15,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::BadCredentials,
+        ErrorCode::WorkstationUnreachable,
+        ErrorCode::WorkstationRefusedCredentials,
+        ErrorCode::SessionTakenOver,
+        ErrorCode::SessionEndedAtWorkstation,
+        ErrorCode::GatewayAtCapacity,
+        ErrorCode::NoWorkstation,
+        ErrorCode::WorkstationCertificateUntrusted,
+        ErrorCode::ForbiddenMessage,
+        ErrorCode::SessionExpired,
+        ErrorCode::WorkerFailed,
+        ErrorCode::WorkstationProtocolError,
+        ErrorCode::GatewayShuttingDown,
+        ErrorCode::BadRequest,
+        ErrorCode::SignedOut,
+    ];
+
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| *c as u16 == v)
+    }
+
+    /// The stable name, as shown with the sentence (`RB-3 workstation_refused_credentials`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::WorkstationUnreachable => "workstation_unreachable",
+            ErrorCode::WorkstationRefusedCredentials => "workstation_refused_credentials",
+            ErrorCode::SessionTakenOver => "session_taken_over",
+            ErrorCode::SessionEndedAtWorkstation => "session_ended_at_workstation",
+            ErrorCode::GatewayAtCapacity => "gateway_at_capacity",
+            ErrorCode::NoWorkstation => "no_workstation",
+            ErrorCode::WorkstationCertificateUntrusted => "workstation_certificate_untrusted",
+            ErrorCode::ForbiddenMessage => "forbidden_message",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::WorkerFailed => "worker_failed",
+            ErrorCode::WorkstationProtocolError => "workstation_protocol_error",
+            ErrorCode::GatewayShuttingDown => "gateway_shutting_down",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::SignedOut => "signed_out",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.name() == name)
+    }
+
+    /// The one sentence the person reads.
+    pub fn sentence(self, lang: Lang) -> &'static str {
+        catalog::error_sentence(self, lang)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RB-{} {}", *self as u16, self.name())
+    }
+}
+
+/// Gateway to browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Downlink {
+    Hello { version: u16 },
+    Status { stage: Stage },
+    /// The desktop's size; the page sizes its canvas to it and clears it.
+    DesktopSize { width: u16, height: u16 },
+    /// An image to draw at (x, y).
+    Tile { x: u16, y: u16, width: u16, height: u16, codec: ImageCodec, data: Vec<u8> },
+    /// End of a frame: draw everything before it, then acknowledge `seq`.
+    FrameEnd { seq: u32 },
+    /// The workstation's pointer shape, as a PNG with its hotspot.
+    PointerShape { hotspot_x: u16, hotspot_y: u16, png: Vec<u8> },
+    PointerHidden,
+    PointerDefault,
+    /// The session is over; the code says why.
+    Error { code: ErrorCode },
+}
+
+/// Mouse buttons, in the browser's `MouseEvent.button` numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Button {
+    Left = 0,
+    Middle = 1,
+    Right = 2,
+    Back = 3,
+    Forward = 4,
+}
+
+impl Button {
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            0 => Ok(Button::Left),
+            1 => Ok(Button::Middle),
+            2 => Ok(Button::Right),
+            3 => Ok(Button::Back),
+            4 => Ok(Button::Forward),
+            _ => Err(DecodeError::InvalidValue("button")),
+        }
+    }
+}
+
+/// Browser to gateway. Nothing else may go up: see `rebond-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uplink {
+    /// A physical key, as a PC/AT set-1 scancode; `extended` is the 0xE0 prefix.
+    Key { scancode: u8, extended: bool, down: bool },
+    PointerMove { x: u16, y: u16 },
+    PointerButton { button: Button, down: bool, x: u16, y: u16 },
+    /// Wheel rotation in RDP units (120 per notch); positive is away from the user / right.
+    Wheel { delta: i16, horizontal: bool, x: u16, y: u16 },
+    /// The browser's viewport, in device pixels.
+    Resize { width: u16, height: u16 },
+    /// The page drew frame `seq`.
+    FrameAck { seq: u32 },
+    /// Release every pressed key and button (the page lost focus).
+    ReleaseAll,
+    Keepalive,
+}
+
+mod tag {
+    pub const HELLO: u8 = 0x01;
+    pub const STATUS: u8 = 0x02;
+    pub const DESKTOP_SIZE: u8 = 0x03;
+    pub const TILE: u8 = 0x04;
+    pub const FRAME_END: u8 = 0x05;
+    pub const POINTER_SHAPE: u8 = 0x06;
+    pub const POINTER_HIDDEN: u8 = 0x07;
+    pub const POINTER_DEFAULT: u8 = 0x08;
+    pub const ERROR: u8 = 0x09;
+
+    pub const KEY: u8 = 0x81;
+    pub const POINTER_MOVE: u8 = 0x82;
+    pub const POINTER_BUTTON: u8 = 0x83;
+    pub const WHEEL: u8 = 0x84;
+    pub const RESIZE: u8 = 0x85;
+    pub const FRAME_ACK: u8 = 0x86;
+    pub const RELEASE_ALL: u8 = 0x87;
+    pub const KEEPALIVE: u8 = 0x88;
+}
+
+impl Downlink {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        self.encode_into(&mut out);
+        out
+    }
+
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Downlink::Hello { version } => {
+                out.push(tag::HELLO);
+                out.extend_from_slice(&version.to_le_bytes());
+            }
+            Downlink::Status { stage } => out.extend_from_slice(&[tag::STATUS, *stage as u8]),
+            Downlink::DesktopSize { width, height } => {
+                out.push(tag::DESKTOP_SIZE);
+                codec::put_u16s(out, &[*width, *height]);
+            }
+            Downlink::Tile { x, y, width, height, codec, data } => {
+                out.reserve(10 + data.len());
+                out.push(tag::TILE);
+                codec::put_u16s(out, &[*x, *y, *width, *height]);
+                out.push(*codec as u8);
+                out.extend_from_slice(data);
+            }
+            Downlink::FrameEnd { seq } => {
+                out.push(tag::FRAME_END);
+                out.extend_from_slice(&seq.to_le_bytes());
+            }
+            Downlink::PointerShape { hotspot_x, hotspot_y, png } => {
+                out.push(tag::POINTER_SHAPE);
+                codec::put_u16s(out, &[*hotspot_x, *hotspot_y]);
+                out.extend_from_slice(png);
+            }
+            Downlink::PointerHidden => out.push(tag::POINTER_HIDDEN),
+            Downlink::PointerDefault => out.push(tag::POINTER_DEFAULT),
+            Downlink::Error { code } => {
+                out.push(tag::ERROR);
+                out.extend_from_slice(&(*code as u16).to_le_bytes());
+            }
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let msg = match r.u8()? {
+            tag::HELLO => Downlink::Hello { version: r.u16()? },
+            tag::STATUS => Downlink::Status { stage: Stage::from_u8(r.u8()?)? },
+            tag::DESKTOP_SIZE => Downlink::DesktopSize { width: r.u16()?, height: r.u16()? },
+            tag::TILE => {
+                let (x, y, width, height) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
+                let codec = ImageCodec::from_u8(r.u8()?)?;
+                return Ok(Downlink::Tile { x, y, width, height, codec, data: r.rest().to_vec() });
+            }
+            tag::FRAME_END => Downlink::FrameEnd { seq: r.u32()? },
+            tag::POINTER_SHAPE => {
+                let (hotspot_x, hotspot_y) = (r.u16()?, r.u16()?);
+                return Ok(Downlink::PointerShape { hotspot_x, hotspot_y, png: r.rest().to_vec() });
+            }
+            tag::POINTER_HIDDEN => Downlink::PointerHidden,
+            tag::POINTER_DEFAULT => Downlink::PointerDefault,
+            tag::ERROR => {
+                let raw = r.u16()?;
+                Downlink::Error { code: ErrorCode::from_u16(raw).ok_or(DecodeError::InvalidValue("error code"))? }
+            }
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+impl Uplink {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12);
+        match *self {
+            Uplink::Key { scancode, extended, down } => {
+                out.extend_from_slice(&[tag::KEY, scancode, u8::from(extended), u8::from(down)])
+            }
+            Uplink::PointerMove { x, y } => {
+                out.push(tag::POINTER_MOVE);
+                codec::put_u16s(&mut out, &[x, y]);
+            }
+            Uplink::PointerButton { button, down, x, y } => {
+                out.extend_from_slice(&[tag::POINTER_BUTTON, button as u8, u8::from(down)]);
+                codec::put_u16s(&mut out, &[x, y]);
+            }
+            Uplink::Wheel { delta, horizontal, x, y } => {
+                out.push(tag::WHEEL);
+                out.extend_from_slice(&delta.to_le_bytes());
+                out.push(u8::from(horizontal));
+                codec::put_u16s(&mut out, &[x, y]);
+            }
+            Uplink::Resize { width, height } => {
+                out.push(tag::RESIZE);
+                codec::put_u16s(&mut out, &[width, height]);
+            }
+            Uplink::FrameAck { seq } => {
+                out.push(tag::FRAME_ACK);
+                out.extend_from_slice(&seq.to_le_bytes());
+            }
+            Uplink::ReleaseAll => out.push(tag::RELEASE_ALL),
+            Uplink::Keepalive => out.push(tag::KEEPALIVE),
+        }
+        out
+    }
+
+    /// Decodes one uplink message. Any trailing byte, unknown type or out-of-range
+    /// field is an error: the uplink is strict by design.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_UPLINK_LEN {
+            return Err(DecodeError::TooLong(bytes.len()));
+        }
+        let mut r = Reader::new(bytes);
+        let msg = match r.u8()? {
+            tag::KEY => Uplink::Key { scancode: r.u8()?, extended: r.bool()?, down: r.bool()? },
+            tag::POINTER_MOVE => Uplink::PointerMove { x: r.u16()?, y: r.u16()? },
+            tag::POINTER_BUTTON => Uplink::PointerButton {
+                button: Button::from_u8(r.u8()?)?,
+                down: r.bool()?,
+                x: r.u16()?,
+                y: r.u16()?,
+            },
+            tag::WHEEL => Uplink::Wheel { delta: r.u16()? as i16, horizontal: r.bool()?, x: r.u16()?, y: r.u16()? },
+            tag::RESIZE => Uplink::Resize { width: r.u16()?, height: r.u16()? },
+            tag::FRAME_ACK => Uplink::FrameAck { seq: r.u32()? },
+            tag::RELEASE_ALL => Uplink::ReleaseAll,
+            tag::KEEPALIVE => Uplink::Keepalive,
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests;

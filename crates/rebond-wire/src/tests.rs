@@ -1,0 +1,91 @@
+use super::*;
+
+fn all_uplinks() -> Vec<Uplink> {
+    vec![
+        Uplink::Key { scancode: 0x1e, extended: false, down: true },
+        Uplink::Key { scancode: 0x38, extended: true, down: false },
+        Uplink::PointerMove { x: 1279, y: 799 },
+        Uplink::PointerButton { button: Button::Right, down: true, x: 3, y: 4 },
+        Uplink::Wheel { delta: -120, horizontal: false, x: 10, y: 20 },
+        Uplink::Resize { width: 1920, height: 1080 },
+        Uplink::FrameAck { seq: u32::MAX },
+        Uplink::ReleaseAll,
+        Uplink::Keepalive,
+    ]
+}
+
+#[test]
+fn uplink_round_trips() {
+    for m in all_uplinks() {
+        assert_eq!(Uplink::decode(&m.encode()), Ok(m));
+    }
+}
+
+#[test]
+fn downlink_round_trips() {
+    let msgs = vec![
+        Downlink::Hello { version: PROTOCOL_VERSION },
+        Downlink::Status { stage: Stage::Securing },
+        Downlink::DesktopSize { width: 1280, height: 800 },
+        Downlink::Tile { x: 64, y: 128, width: 64, height: 32, codec: ImageCodec::Jpeg, data: vec![1, 2, 3] },
+        Downlink::FrameEnd { seq: 7 },
+        Downlink::PointerShape { hotspot_x: 1, hotspot_y: 2, png: vec![9; 20] },
+        Downlink::PointerHidden,
+        Downlink::PointerDefault,
+        Downlink::Error { code: ErrorCode::SessionTakenOver },
+    ];
+    for m in msgs {
+        assert_eq!(Downlink::decode(&m.encode()), Ok(m));
+    }
+}
+
+#[test]
+fn uplink_is_strict() {
+    // Every truncation of a valid message is refused.
+    for m in all_uplinks() {
+        let bytes = m.encode();
+        for cut in 0..bytes.len() {
+            assert!(Uplink::decode(&bytes[..cut]).is_err(), "{m:?} cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Uplink::decode(&longer), Err(DecodeError::Trailing(1)));
+    }
+    // Downlink types, clipboard-like payloads and junk are not uplink messages.
+    assert_eq!(Uplink::decode(&[0x04, 0, 0]), Err(DecodeError::UnknownType(0x04)));
+    assert_eq!(Uplink::decode(&[0xff]), Err(DecodeError::UnknownType(0xff)));
+    assert_eq!(Uplink::decode(&[0x81, 0x1e, 2, 1]), Err(DecodeError::InvalidValue("flag")));
+    assert_eq!(Uplink::decode(&[0x83, 9, 1, 0, 0, 0, 0]), Err(DecodeError::InvalidValue("button")));
+    assert!(matches!(Uplink::decode(&[0x88; 1000]), Err(DecodeError::TooLong(1000))));
+}
+
+#[test]
+fn error_codes_are_stable_and_named_once() {
+    let mut names = std::collections::HashSet::new();
+    for (i, code) in ErrorCode::ALL.iter().enumerate() {
+        assert_eq!(*code as u16, i as u16 + 1, "codes are numbered densely and never renumbered");
+        assert!(names.insert(code.name()));
+        assert_eq!(ErrorCode::from_name(code.name()), Some(*code));
+        for lang in Lang::ALL {
+            assert!(code.sentence(lang).ends_with('.'));
+        }
+        assert_ne!(code.sentence(Lang::En), code.sentence(Lang::Fr));
+    }
+    assert_eq!(ErrorCode::WorkstationRefusedCredentials.to_string(), "RB-3 workstation_refused_credentials");
+}
+
+#[test]
+fn language_negotiation() {
+    assert_eq!(Lang::negotiate("fr-FR,fr;q=0.9,en;q=0.8"), Lang::Fr);
+    assert_eq!(Lang::negotiate("de-DE,en-US;q=0.7"), Lang::En);
+    assert_eq!(Lang::negotiate("FR"), Lang::Fr);
+    assert_eq!(Lang::negotiate(""), Lang::En);
+}
+
+proptest::proptest! {
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+        let _ = Uplink::decode(&bytes);
+        let _ = Downlink::decode(&bytes);
+    }
+}
