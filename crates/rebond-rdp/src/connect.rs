@@ -57,9 +57,12 @@ impl ConnectError {
     }
 }
 
+/// The framed TLS stream to the workstation.
+pub type WorkstationFramed = TokioFramed<TlsStream<TcpStream>>;
+
 /// A connected session, ready for the active stage.
 pub struct Connected {
-    pub framed: TokioFramed<TlsStream<TcpStream>>,
+    pub framed: WorkstationFramed,
     pub result: ConnectionResult,
     /// Whether the workstation authenticated us before the session (NLA).
     pub nla: bool,

@@ -1,0 +1,217 @@
+//! The local store: SQLite in the data folder.
+
+use std::path::Path;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::Argon2;
+use rusqlite::{params, Connection, OptionalExtension as _};
+use zeroize::Zeroizing;
+
+use crate::{normalize_user, valid_user_name, Route, RouteError, SignIn, Trust};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("invalid user name {0:?}: use letters, digits, '.', '-', '_', '@' or '\\'")]
+    UserName(String),
+    #[error("the password is empty")]
+    EmptyPassword,
+    #[error("no such user: {0}")]
+    NoSuchUser(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// Users and routes, in one SQLite file.
+pub struct Store {
+    db: Connection,
+    /// A hash checked when the user is unknown, so both refusals take the same time.
+    decoy: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS routes (
+    user TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    trust_kind TEXT NOT NULL,
+    trust_value TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+";
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)?;
+        Self::with(db)
+    }
+
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let db = Connection::open_in_memory()?;
+        db.execute_batch(SCHEMA)?;
+        Self::with(db)
+    }
+
+    fn with(db: Connection) -> Result<Self, StoreError> {
+        let decoy = hash_password("decoy password, never matches")?;
+        Ok(Self { db, decoy })
+    }
+
+    /// Adds a user, or sets the password of an existing one.
+    pub fn set_user(&self, name: &str, password: &Zeroizing<String>) -> Result<(), StoreError> {
+        if !valid_user_name(name) {
+            return Err(StoreError::UserName(name.to_owned()));
+        }
+        if password.is_empty() {
+            return Err(StoreError::EmptyPassword);
+        }
+        let hash = hash_password(password)?;
+        self.db.execute(
+            "INSERT INTO users (name, password_hash) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash",
+            params![normalize_user(name), hash],
+        )?;
+        Ok(())
+    }
+
+    /// Adds a user with an Argon2 hash computed elsewhere (configuration files).
+    pub fn set_user_hash(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        if !valid_user_name(name) {
+            return Err(StoreError::UserName(name.to_owned()));
+        }
+        PasswordHash::new(hash).map_err(|e| StoreError::Hash(e.to_string()))?;
+        self.db.execute(
+            "INSERT INTO users (name, password_hash) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash",
+            params![normalize_user(name), hash],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_user(&self, name: &str) -> Result<(), StoreError> {
+        let n = self.db.execute("DELETE FROM users WHERE name = ?1", params![normalize_user(name)])?;
+        if n == 0 {
+            return Err(StoreError::NoSuchUser(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub fn users(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.db.prepare("SELECT name FROM users ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Checks a password. Unknown users and wrong passwords look the same, in
+    /// answer and in time.
+    pub fn sign_in(&self, name: &str, password: &Zeroizing<String>) -> Result<SignIn, StoreError> {
+        let user = normalize_user(name);
+        let hash: Option<String> = self
+            .db
+            .query_row("SELECT password_hash FROM users WHERE name = ?1", params![user], |r| r.get(0))
+            .optional()?;
+        let stored = hash.as_deref().unwrap_or(&self.decoy);
+        let parsed = PasswordHash::new(stored).map_err(|e| StoreError::Hash(e.to_string()))?;
+        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        Ok(if ok && hash.is_some() && !password.is_empty() { SignIn::Accepted { user } } else { SignIn::Refused })
+    }
+
+    pub fn set_route(&self, user: &str, route: &Route) -> Result<(), StoreError> {
+        if !valid_user_name(user) {
+            return Err(StoreError::UserName(user.to_owned()));
+        }
+        self.db.execute(
+            "INSERT INTO routes (user, host, port, trust_kind, trust_value) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(user) DO UPDATE SET host = excluded.host, port = excluded.port,
+               trust_kind = excluded.trust_kind, trust_value = excluded.trust_value, updated_at = datetime('now')",
+            params![normalize_user(user), route.host, route.port, route.trust.kind(), route.trust.value()],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_route(&self, user: &str) -> Result<bool, StoreError> {
+        Ok(self.db.execute("DELETE FROM routes WHERE user = ?1", params![normalize_user(user)])? > 0)
+    }
+
+    pub fn route(&self, user: &str) -> Result<Option<Route>, StoreError> {
+        let row: Option<(String, u16, String, String)> = self
+            .db
+            .query_row(
+                "SELECT host, port, trust_kind, trust_value FROM routes WHERE user = ?1",
+                params![normalize_user(user)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        row.map(|(host, port, kind, value)| Ok(Route { host, port, trust: Trust::from_parts(&kind, &value)? }))
+            .transpose()
+    }
+
+    pub fn routes(&self) -> Result<Vec<(String, Route)>, StoreError> {
+        let mut stmt = self.db.prepare("SELECT user, host, port, trust_kind, trust_value FROM routes ORDER BY user")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u16>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (user, host, port, kind, value) = row?;
+            out.push((user, Route { host, port, trust: Trust::from_parts(&kind, &value)? }));
+        }
+        Ok(out)
+    }
+}
+
+/// An Argon2id hash in PHC form.
+pub fn hash_password(password: &str) -> Result<String, StoreError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Hash(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(s: &str) -> Zeroizing<String> {
+        Zeroizing::new(s.to_owned())
+    }
+
+    #[test]
+    fn users_sign_in_with_their_password_only() {
+        let s = Store::in_memory().unwrap();
+        s.set_user("Alice", &pw("correct horse")).unwrap();
+        assert_eq!(s.sign_in("alice ", &pw("correct horse")).unwrap(), SignIn::Accepted { user: "alice".into() });
+        assert_eq!(s.sign_in("alice", &pw("wrong")).unwrap(), SignIn::Refused);
+        assert_eq!(s.sign_in("bob", &pw("correct horse")).unwrap(), SignIn::Refused);
+        assert_eq!(s.sign_in("alice", &pw("")).unwrap(), SignIn::Refused);
+        assert!(matches!(s.set_user("bad name", &pw("x")), Err(StoreError::UserName(_))));
+        assert!(matches!(s.set_user("carol", &pw("")), Err(StoreError::EmptyPassword)));
+        let hash: String = s.db.query_row("SELECT password_hash FROM users", [], |r| r.get(0)).unwrap();
+        assert!(hash.starts_with("$argon2id$"), "stored as Argon2id, never in clear");
+        s.remove_user("alice").unwrap();
+        assert_eq!(s.users().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn routes_round_trip() {
+        let s = Store::in_memory().unwrap();
+        let r = Route::parse_url("rdp://127.0.0.1:3390", Trust::Pinned("ab".repeat(32))).unwrap();
+        s.set_route("Alice", &r).unwrap();
+        assert_eq!(s.route("alice").unwrap(), Some(r.clone()));
+        assert_eq!(s.routes().unwrap(), vec![("alice".to_owned(), r)]);
+        assert!(s.remove_route("alice").unwrap());
+        assert_eq!(s.route("alice").unwrap(), None);
+    }
+}

@@ -1,0 +1,411 @@
+//! The worker's main loop.
+
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use rebond_display::{Encoder, EncoderSettings};
+use rebond_policy::{UplinkFilter, Verdict};
+use rebond_rdp::{CertTrust, ConnectRequest, Session, SessionEvent};
+use ironrdp_tokio::FramedWrite as _;
+use rebond_rdp::WorkstationFramed;
+use rebond_wire::{Downlink, ErrorCode};
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use zeroize::{Zeroize as _, Zeroizing};
+
+use crate::link::{self, ToWorker};
+
+/// Frames sent but not yet acknowledged by the page. Beyond this, damage is
+/// coalesced in the encoder until the page catches up.
+const FRAMES_IN_FLIGHT: u32 = 2;
+/// Frames read from the workstation before the picture is flushed, at most.
+const MAX_BATCH: usize = 256;
+
+/// How to trust the workstation's certificate, as the gateway resolved it.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TrustSpec {
+    Ca { pem: String },
+    Pinned { sha256: String },
+    Insecure,
+}
+
+/// What the gateway tells a new worker. Never logged: it holds the password.
+#[derive(Deserialize)]
+pub struct StartRequest {
+    pub host: String,
+    pub port: u16,
+    pub trust: TrustSpec,
+    pub username: String,
+    #[serde(deserialize_with = "zeroizing")]
+    pub password: Zeroizing<String>,
+    pub domain: Option<String>,
+    pub width: u16,
+    pub height: u16,
+    pub keyboard_layout: u32,
+    pub connect_timeout_ms: u64,
+    #[serde(default)]
+    pub lossless_only: bool,
+}
+
+fn zeroizing<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+    String::deserialize(d).map(Zeroizing::new)
+}
+
+/// Runs one session. Returns when the session is over; the error code (if any)
+/// has been sent to the gateway.
+pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl AsyncWrite + Unpin) -> Result<(), String> {
+    let mut out = Out { w: tokio::io::BufWriter::new(output) };
+    let (tx, mut rx) = mpsc::channel::<ToWorker>(256);
+    tokio::spawn(read_control(input, tx));
+
+    let start = match rx.recv().await {
+        Some(ToWorker::Start(mut raw)) => {
+            let parsed = serde_json::from_slice::<StartRequest>(&raw);
+            raw.zeroize();
+            parsed.map_err(|e| format!("invalid start request: {e}"))?
+        }
+        _ => return Err("the gateway did not start the session".into()),
+    };
+    let lossless_only = start.lossless_only;
+    let req = match connect_request(start) {
+        Ok(r) => r,
+        Err(code) => {
+            out.send(&Downlink::Error { code }).await;
+            return Ok(());
+        }
+    };
+    if req.trust == CertTrust::InsecureAcceptAny {
+        warn!(host = %req.host, "workstation certificate is not verified (explicit insecure setting)");
+    }
+
+    // Progress goes out as it happens, so the page can show it.
+    let (stage_tx, mut stage_rx) = mpsc::unbounded_channel();
+    let connected = {
+        let connecting = rebond_rdp::connect(&req, |stage| {
+            let _ = stage_tx.send(stage);
+        });
+        tokio::pin!(connecting);
+        loop {
+            tokio::select! {
+                res = &mut connecting => break res,
+                Some(stage) = stage_rx.recv() => out.send(&Downlink::Status { stage }).await,
+            }
+        }
+    };
+    while let Ok(stage) = stage_rx.try_recv() {
+        out.send(&Downlink::Status { stage }).await;
+    }
+    drop(req); // the password is zeroized here; NLA and logon are done
+    let mut connected = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            info!(code = %e.code(), error = %e, "connection to the workstation failed");
+            out.send(&Downlink::Error { code: e.code() }).await;
+            return Ok(());
+        }
+    };
+    info!(nla = connected.nla, "connected to the workstation");
+
+    let mut w = Worker::new(Session::new(connected.result), connected.nla, lossless_only);
+    let code = w.serve(&mut connected.framed, &mut rx, &mut out).await;
+    if let Some(code) = code {
+        out.send(&Downlink::Error { code }).await;
+    }
+    Ok(())
+}
+
+fn connect_request(s: StartRequest) -> Result<ConnectRequest, ErrorCode> {
+    let trust = match s.trust {
+        TrustSpec::Ca { pem } => CertTrust::Ca(vec![pem.into_bytes()]),
+        TrustSpec::Pinned { sha256 } => CertTrust::pinned(&sha256).map_err(|e| {
+            warn!(error = %e, "route has an invalid certificate fingerprint");
+            ErrorCode::WorkstationCertificateUntrusted
+        })?,
+        TrustSpec::Insecure => CertTrust::InsecureAcceptAny,
+    };
+    Ok(ConnectRequest {
+        host: s.host,
+        port: s.port,
+        trust,
+        username: s.username,
+        password: s.password,
+        domain: s.domain,
+        width: s.width.clamp(rebond_policy::MIN_SIDE, rebond_policy::MAX_SIDE),
+        height: s.height.clamp(rebond_policy::MIN_SIDE, rebond_policy::MAX_SIDE),
+        keyboard_layout: s.keyboard_layout,
+        connect_timeout: Duration::from_millis(s.connect_timeout_ms.clamp(500, 120_000)),
+    })
+}
+
+async fn read_control(mut input: impl AsyncRead + Unpin, tx: mpsc::Sender<ToWorker>) {
+    loop {
+        match link::read_to_worker(&mut input).await {
+            Ok(msg) => {
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "control link ended");
+                // The gateway is gone: the session ends with it.
+                let _ = tx.send(ToWorker::Stop).await;
+                return;
+            }
+        }
+    }
+}
+
+struct Out<W> {
+    w: tokio::io::BufWriter<W>,
+}
+
+impl<W: AsyncWrite + Unpin> Out<W> {
+    async fn queue(&mut self, msg: &Downlink) -> bool {
+        link::write_from_worker(&mut self.w, &msg.encode()).await.is_ok()
+    }
+
+    async fn send(&mut self, msg: &Downlink) {
+        if self.queue(msg).await {
+            let _ = self.w.flush().await;
+        }
+    }
+}
+
+struct Worker {
+    session: Session,
+    encoder: Encoder,
+    filter: UplinkFilter,
+    attached: bool,
+    next_seq: u32,
+    acked: u32,
+    pointer: Option<Downlink>,
+    /// Whether the workstation has drawn anything yet (TLS logons that fail end before).
+    drawn: bool,
+    nla: bool,
+}
+
+impl Worker {
+    fn new(session: Session, nla: bool, lossless_only: bool) -> Self {
+        let (w, h) = (session.width(), session.height());
+        Self {
+            encoder: Encoder::new(w, h, EncoderSettings { lossless_only, ..EncoderSettings::default() }),
+            filter: UplinkFilter::new(w, h),
+            session,
+            attached: false,
+            next_seq: 1,
+            acked: 0,
+            pointer: None,
+            drawn: false,
+            nla,
+        }
+    }
+
+    /// Runs until the session ends; returns the reason to tell the page, if any.
+    async fn serve<W>(
+        &mut self,
+        framed: &mut WorkstationFramed,
+        rx: &mut mpsc::Receiver<ToWorker>,
+        out: &mut Out<W>,
+    ) -> Option<ErrorCode>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            tokio::select! {
+                pdu = framed.read_pdu() => {
+                    let mut next = Some(pdu);
+                    let mut n = 0;
+                    // Take every frame already there before drawing: that is the coalescing.
+                    while let Some(pdu) = next.take() {
+                        let (action, frame) = match pdu {
+                            Ok(p) => p,
+                            Err(e) => return Some(self.lost_connection(&e)),
+                        };
+                        match self.on_frame(action, &frame, framed, out).await {
+                            Ok(None) => {}
+                            Ok(Some(code)) => return Some(code),
+                            Err(e) => {
+                                warn!(error = %e, "workstation sent something we cannot process");
+                                return Some(ErrorCode::WorkstationProtocolError);
+                            }
+                        }
+                        n += 1;
+                        if n < MAX_BATCH {
+                            next = framed.read_pdu().now_or_never();
+                        }
+                    }
+                }
+                msg = rx.recv() => match msg {
+                    None | Some(ToWorker::Stop) => {
+                        for f in self.session.shutdown() {
+                            let _ = framed.write_all(&f).await;
+                        }
+                        return None;
+                    }
+                    Some(ToWorker::Attach) => {
+                        self.attached = true;
+                        self.next_seq = 1;
+                        self.acked = 0;
+                        self.encoder.invalidate();
+                        out.queue(&Downlink::DesktopSize { width: self.encoder.width(), height: self.encoder.height() }).await;
+                        if let Some(p) = &self.pointer {
+                            out.queue(p).await;
+                        }
+                    }
+                    Some(ToWorker::Detach) => {
+                        self.attached = false;
+                        if let Ok(frames) = self.session.release_all() {
+                            for f in frames {
+                                let _ = framed.write_all(&f).await;
+                            }
+                        }
+                    }
+                    Some(ToWorker::Uplink(bytes)) => {
+                        if let Err(code) = self.on_uplink(&bytes, framed).await {
+                            return Some(code);
+                        }
+                    }
+                    Some(ToWorker::Start(_)) => {
+                        warn!("second start request ignored");
+                    }
+                }
+            }
+            if self.flush(out).await.is_err() {
+                return None; // the gateway is gone
+            }
+        }
+    }
+
+    fn lost_connection(&self, e: &std::io::Error) -> ErrorCode {
+        info!(error = %e, drawn = self.drawn, "workstation connection closed");
+        if !self.drawn && !self.nla {
+            // With TLS logon the workstation checks the password after the
+            // connection sequence and closes at once when it is wrong.
+            ErrorCode::WorkstationRefusedCredentials
+        } else {
+            ErrorCode::WorkstationUnreachable
+        }
+    }
+
+    async fn on_frame<W>(
+        &mut self,
+        action: ironrdp_pdu::Action,
+        frame: &[u8],
+        framed: &mut WorkstationFramed,
+        out: &mut Out<W>,
+    ) -> Result<Option<ErrorCode>, String>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let processed = self.session.process(action, frame)?;
+        for f in processed.responses {
+            framed.write_all(&f).await.map_err(|e| e.to_string())?;
+        }
+        for event in processed.events {
+            match event {
+                SessionEvent::Damage { left, top, right, bottom } => {
+                    self.drawn = true;
+                    self.encoder.damage(left, top, right, bottom);
+                }
+                SessionEvent::DesktopResized { width, height } => {
+                    self.encoder.resize(width, height);
+                    self.filter.set_desktop_size(width, height);
+                    if self.attached {
+                        out.queue(&Downlink::DesktopSize { width, height }).await;
+                    }
+                }
+                SessionEvent::PointerShape { width, height, hotspot_x, hotspot_y, rgba } => {
+                    let png = rebond_display::encode_rgba_png(&unpremultiply(rgba), width, height);
+                    let msg = Downlink::PointerShape { hotspot_x, hotspot_y, png };
+                    if self.attached {
+                        out.queue(&msg).await;
+                    }
+                    self.pointer = Some(msg);
+                }
+                SessionEvent::PointerHidden | SessionEvent::PointerDefault => {
+                    let msg = if event == SessionEvent::PointerHidden { Downlink::PointerHidden } else { Downlink::PointerDefault };
+                    if self.attached {
+                        out.queue(&msg).await;
+                    }
+                    self.pointer = Some(msg);
+                }
+                SessionEvent::Ended { code, reason } => {
+                    info!(%code, %reason, "the workstation ended the session");
+                    return Ok(Some(code));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn on_uplink(&mut self, bytes: &[u8], framed: &mut WorkstationFramed) -> Result<(), ErrorCode> {
+        let frames = match self.filter.binary(bytes) {
+            Verdict::Input(inputs) => self.session.input(&inputs),
+            Verdict::Resize { width, height } => {
+                if (width, height) == (self.session.width(), self.session.height()) {
+                    return Ok(());
+                }
+                match self.session.resize(width, height) {
+                    Some(r) => r.map(|f| vec![f]),
+                    None => return Ok(()), // no display control: the page scales
+                }
+            }
+            Verdict::FrameAck { seq } => {
+                if seq < self.next_seq {
+                    self.acked = self.acked.max(seq);
+                }
+                return Ok(());
+            }
+            Verdict::Keepalive => return Ok(()),
+            Verdict::Violation(v) => {
+                warn!(violation = %v, "uplink violation reached the worker");
+                return Err(ErrorCode::ForbiddenMessage);
+            }
+        };
+        let frames = frames.map_err(|e| {
+            warn!(error = %e, "cannot encode input");
+            ErrorCode::WorkerFailed
+        })?;
+        for f in frames {
+            framed.write_all(&f).await.map_err(|_| ErrorCode::WorkstationUnreachable)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a frame if the page has room for one.
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, out: &mut Out<W>) -> Result<(), ()> {
+        if self.attached
+            && self.encoder.has_damage()
+            && self.next_seq - 1 - self.acked < FRAMES_IN_FLIGHT
+        {
+            let regions = self.encoder.encode(self.session.pixels());
+            if !regions.is_empty() {
+                for r in regions {
+                    let tile = Downlink::Tile { x: r.x, y: r.y, width: r.width, height: r.height, codec: r.codec, data: r.data };
+                    if !out.queue(&tile).await {
+                        return Err(());
+                    }
+                }
+                out.queue(&Downlink::FrameEnd { seq: self.next_seq }).await;
+                self.next_seq += 1;
+            }
+        }
+        out.w.flush().await.map_err(|_| ())
+    }
+}
+
+/// IronRDP renders pointers with premultiplied alpha; browsers want it straight.
+fn unpremultiply(mut rgba: Vec<u8>) -> Vec<u8> {
+    for px in rgba.chunks_exact_mut(4) {
+        let a = u16::from(px[3]);
+        if a != 0 && a != 255 {
+            for c in &mut px[..3] {
+                *c = ((u16::from(*c) * 255 + a / 2) / a).min(255) as u8;
+            }
+        }
+    }
+    rgba
+}
