@@ -1,1 +1,195 @@
-//! rebond-gateway
+//! The gateway: HTTPS and WebSocket front, sign-in against the directory, routing,
+//! and supervision of one bounce worker process per session.
+//!
+//! INVARIANT: the gateway never decodes RDP and never holds a password beyond the
+//! sign-in request that carries it: the password goes to the directory check and
+//! to the new worker's stdin, and is zeroized.
+//! INVARIANT: a worker's crash ends its own session only.
+
+pub mod config;
+mod sessions;
+pub mod tls;
+mod web;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use rebond_directory::{Route, SignIn, Store, Trust};
+use rebond_wire::ErrorCode;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+pub use config::Config;
+pub use rebond_rdp::keyboard_layout_for;
+pub use web::COOKIE;
+
+pub struct Gateway {
+    pub config: Config,
+    store: Mutex<Store>,
+    sessions: Arc<sessions::Registry>,
+    draining: AtomicBool,
+}
+
+/// Creates a random session token (256 bits, URL-safe).
+pub(crate) fn new_token() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Opens the local store in the data folder, creating the folder (mode 0700).
+pub fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Store::open(&data_dir.join("rebond.sqlite3")).context("cannot open the local store")
+}
+
+impl Gateway {
+    pub fn new(config: Config, worker_exe: PathBuf) -> anyhow::Result<Arc<Self>> {
+        let store = open_store(&config.data_dir)?;
+        for u in &config.users {
+            store.set_user_hash(&u.name, &u.password_hash).with_context(|| format!("user {:?} in the configuration", u.name))?;
+        }
+        for r in &config.routes {
+            if r.insecure_skip_verify {
+                warn!(user = %r.user, workstation = %r.workstation, "route does not verify the workstation's certificate");
+            }
+        }
+        Ok(Arc::new(Self {
+            config,
+            store: Mutex::new(store),
+            sessions: sessions::Registry::new(worker_exe),
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Checks the password and finds the route. Blocking (Argon2, SQLite).
+    fn directory_sign_in(&self, user: &str, password: &Zeroizing<String>) -> Result<Option<Route>, ErrorCode> {
+        let store = self.store.lock().unwrap();
+        match store.sign_in(user, password) {
+            Ok(SignIn::Accepted { .. }) => {}
+            Ok(SignIn::Refused) => return Err(ErrorCode::BadCredentials),
+            Err(e) => {
+                warn!(error = %e, "local store failed during sign-in");
+                return Err(ErrorCode::WorkerFailed);
+            }
+        }
+        if let Some(r) = self.config.routes.iter().find(|r| rebond_directory::normalize_user(&r.user) == user) {
+            let trust = if let Some(ca) = &r.ca_file {
+                Trust::CaFile(ca.display().to_string())
+            } else if let Some(pin) = &r.pin_sha256 {
+                Trust::Pinned(pin.clone())
+            } else {
+                Trust::Insecure
+            };
+            return Route::parse_url(&r.workstation, trust).map(Some).map_err(|e| {
+                warn!(error = %e, %user, "invalid route in the configuration");
+                ErrorCode::NoWorkstation
+            });
+        }
+        store.route(user).map_err(|e| {
+            warn!(error = %e, %user, "cannot read the route table");
+            ErrorCode::NoWorkstation
+        })
+    }
+
+    /// The start request for a new worker, as JSON. Holds the password: zeroized on drop.
+    fn start_request(
+        &self,
+        user: &str,
+        password: &Zeroizing<String>,
+        route: &Route,
+        width: u16,
+        height: u16,
+        keyboard_layout: u32,
+    ) -> Zeroizing<Vec<u8>> {
+        let trust = match &route.trust {
+            Trust::CaFile(path) => match std::fs::read_to_string(path) {
+                Ok(pem) => serde_json::json!({ "kind": "ca", "pem": pem }),
+                Err(e) => {
+                    warn!(%path, error = %e, "cannot read the workstation CA file");
+                    serde_json::json!({ "kind": "ca", "pem": "" })
+                }
+            },
+            Trust::Pinned(fp) => serde_json::json!({ "kind": "pinned", "sha256": fp }),
+            Trust::Insecure => serde_json::json!({ "kind": "insecure" }),
+        };
+        #[derive(serde::Serialize)]
+        struct Start<'a> {
+            host: &'a str,
+            port: u16,
+            trust: serde_json::Value,
+            username: &'a str,
+            password: &'a str,
+            domain: Option<&'a str>,
+            width: u16,
+            height: u16,
+            keyboard_layout: u32,
+            connect_timeout_ms: u64,
+            lossless_only: bool,
+        }
+        let start = Start {
+            host: &route.host,
+            port: route.port,
+            trust,
+            username: user,
+            password: password.as_str(),
+            domain: None,
+            width,
+            height,
+            keyboard_layout,
+            connect_timeout_ms: self.config.connect_timeout_seconds * 1000,
+            lossless_only: self.config.lossless_only,
+        };
+        Zeroizing::new(serde_json::to_vec(&start).expect("serializable"))
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then ends every session politely.
+    pub async fn serve(self: Arc<Self>) -> anyhow::Result<()> {
+        let (tls, fingerprint) = tls::server_config(self.config.tls.as_ref(), &self.config.data_dir)?;
+        let listen = self.config.listen;
+        let handle = axum_server::Handle::new();
+        let server = axum_server::bind_rustls(listen, axum_server::tls_rustls::RustlsConfig::from_config(tls))
+            .handle(handle.clone())
+            .serve(web::router(self.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>());
+        let gw = self.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            gw.draining.store(true, Ordering::Relaxed);
+            let live = gw.sessions.all();
+            info!(sessions = live.len(), "stopping: ending every session");
+            for s in &live {
+                s.stop(Some(ErrorCode::GatewayShuttingDown));
+            }
+            for _ in 0..50 {
+                if gw.sessions.count() == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            handle.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
+        });
+        info!(%listen, certificate_sha256 = %fingerprint, "gateway listening");
+        server.await.with_context(|| format!("cannot serve on {listen}"))
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -282,6 +282,15 @@ impl Downlink {
         }
     }
 
+    /// Decodes the small control messages (status, error) and nothing else, so a
+    /// relay can watch them without copying images.
+    pub fn decode_header(bytes: &[u8]) -> Option<Self> {
+        match bytes.first() {
+            Some(&tag::STATUS | &tag::ERROR) => Self::decode(bytes).ok(),
+            _ => None,
+        }
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let msg = match r.u8()? {

@@ -1,0 +1,170 @@
+//! The gateway's configuration: embedded defaults, or a TOML file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything `rebond serve` can be told. Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTPS address of the gateway.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the state (SQLite), the certificate and the key live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Sessions this node accepts at once.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// How long a session waits for its page to come back after the network drops.
+    #[serde(default = "default_grace")]
+    pub reconnect_grace_seconds: u64,
+    /// How long to wait for a workstation to answer.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: u64,
+    /// Send every region losslessly (no JPEG).
+    #[serde(default)]
+    pub lossless_only: bool,
+    /// An HTTPS certificate and key (PEM); otherwise a self-signed one is made in `data_dir`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Users declared here are added to (or updated in) the local store at start.
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
+    /// Routes declared here override the route table.
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    /// Argon2id hash in PHC form (`rebond user hash` prints one).
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    pub user: String,
+    /// `rdp://HOST[:PORT]`
+    pub workstation: String,
+    /// PEM file of the CA that issued the workstation's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the workstation's certificate.
+    pub pin_sha256: Option<String>,
+    /// Accept any certificate (logged as a warning).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8443".parse().expect("valid default")
+}
+pub fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => Path::new(&home).join(".local/share/rebond"),
+        None => PathBuf::from("/var/lib/rebond"),
+    }
+}
+fn default_max_sessions() -> usize {
+    100
+}
+fn default_grace() -> u64 {
+    120
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty configuration is valid")
+    }
+}
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: line {line}, column {column}: {message}")]
+    Invalid { path: String, line: usize, column: usize, message: String },
+    #[error("{path}: {message}")]
+    Rule { path: String, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::Read { path: path.display().to_string(), error })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| {
+                    let before = &text[..s.start.min(text.len())];
+                    (before.matches('\n').count() + 1, before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1)
+                })
+                .unwrap_or((1, 1));
+            ConfigError::Invalid { path: path.to_owned(), line, column, message: e.message().to_owned() }
+        })?;
+        config.check().map_err(|message| ConfigError::Rule { path: path.to_owned(), message })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.max_sessions == 0 {
+            return Err("max_sessions must be at least 1".into());
+        }
+        if !(1..=120).contains(&self.connect_timeout_seconds) {
+            return Err("connect_timeout_seconds must be between 1 and 120".into());
+        }
+        for r in &self.routes {
+            let ways = usize::from(r.ca_file.is_some()) + usize::from(r.pin_sha256.is_some()) + usize::from(r.insecure_skip_verify);
+            if ways != 1 {
+                return Err(format!(
+                    "route for {:?}: say exactly one of ca_file, pin_sha256 or insecure_skip_verify = true",
+                    r.user
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_the_embedded_default() {
+        let c = Config::parse("", "x").unwrap();
+        assert_eq!(c.listen.port(), 8443);
+        assert_eq!(c.max_sessions, 100);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = "listen = \"127.0.0.1:9443\"\nmax_sessions = \"many\"\n";
+        let e = Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert!(e.starts_with("gw.toml: line 2, column 16:"), "{e}");
+        let e = Config::parse("colour = 1\n", "gw.toml").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("unknown field"), "{e}");
+        let e = Config::parse("[[routes]]\nuser = \"a\"\nworkstation = \"rdp://h\"\n", "gw.toml").unwrap_err().to_string();
+        assert!(e.contains("exactly one of"), "{e}");
+    }
+}

@@ -1,0 +1,313 @@
+//! Live sessions: one bounce worker each, at most one browser socket attached.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rebond_wire::{Downlink, ErrorCode, Stage};
+use rebond_worker::link::{self, ToWorker};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+/// What the socket task is told to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A downlink message for the browser.
+    Message(Vec<u8>),
+    /// Close the socket, after telling the page why (if a reason is given).
+    Close(Option<ErrorCode>),
+}
+
+/// SHA-256 of a session token: the token itself is only in the browser's cookie.
+pub type TokenHash = [u8; 32];
+
+pub fn hash_token(token: &str) -> TokenHash {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+pub struct Session {
+    pub id: u64,
+    pub user: String,
+    to_worker: mpsc::Sender<ToWorker>,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+    state: Mutex<SessionState>,
+}
+
+struct SessionState {
+    token: TokenHash,
+    socket: Option<(u64, mpsc::Sender<Outgoing>)>,
+    generation: u64,
+    status: Option<Stage>,
+    ended: Option<ErrorCode>,
+    error_sent: bool,
+}
+
+impl Session {
+    pub async fn send(&self, msg: ToWorker) {
+        let _ = self.to_worker.send(msg).await;
+    }
+
+    /// Ends the session: a polite stop, then a kill if the worker does not exit.
+    pub fn stop(self: &Arc<Self>, reason: Option<ErrorCode>) {
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.ended.is_none() {
+                st.ended = reason;
+            }
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = me.to_worker.send(ToWorker::Stop).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Some(kill) = me.kill.lock().unwrap().take() {
+                let _ = kill.send(());
+            }
+        });
+    }
+
+    pub fn ended(&self) -> Option<ErrorCode> {
+        self.state.lock().unwrap().ended
+    }
+
+    /// Attaches a browser socket; an older socket of the same session is closed.
+    /// Returns the generation and the current progress to show.
+    pub fn attach(&self, tx: mpsc::Sender<Outgoing>) -> (u64, Option<Stage>) {
+        let mut st = self.state.lock().unwrap();
+        st.generation += 1;
+        let generation = st.generation;
+        if let Some((_, old)) = st.socket.replace((generation, tx)) {
+            let _ = old.try_send(Outgoing::Close(None));
+        }
+        (generation, st.status)
+    }
+
+    /// Detaches the socket of this generation; true if it was the attached one.
+    pub fn detach(&self, generation: u64) -> bool {
+        let mut st = self.state.lock().unwrap();
+        match st.socket {
+            Some((g, _)) if g == generation => {
+                st.socket = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a socket came back since `generation` detached.
+    pub fn reattached_since(&self, generation: u64) -> bool {
+        let st = self.state.lock().unwrap();
+        st.socket.is_some() || st.generation != generation
+    }
+
+    fn socket(&self) -> Option<mpsc::Sender<Outgoing>> {
+        self.state.lock().unwrap().socket.as_ref().map(|(_, tx)| tx.clone())
+    }
+}
+
+/// The live sessions of this node.
+pub struct Registry {
+    worker_exe: PathBuf,
+    next_id: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_token: HashMap<TokenHash, Arc<Session>>,
+    by_user: HashMap<String, Arc<Session>>,
+    /// Why recently ended sessions ended, for a page that comes back to ask.
+    ended: HashMap<TokenHash, (ErrorCode, Instant)>,
+}
+
+/// The result of asking for a session at sign-in.
+pub enum Admission {
+    /// A new worker was started.
+    Started(Arc<Session>),
+    /// The user's running session now belongs to this sign-in.
+    TakenOver(Arc<Session>),
+    AtCapacity,
+}
+
+impl Registry {
+    pub fn new(worker_exe: PathBuf) -> Arc<Self> {
+        Arc::new(Self { worker_exe, next_id: AtomicU64::new(1), inner: Mutex::new(Inner::default()) })
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.lock().unwrap().by_user.len()
+    }
+
+    pub fn by_token(&self, token: &TokenHash) -> Result<Arc<Session>, Option<ErrorCode>> {
+        let inner = self.inner.lock().unwrap();
+        inner.by_token.get(token).cloned().ok_or_else(|| inner.ended.get(token).map(|(c, _)| *c))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.inner.lock().unwrap().by_user.values().cloned().collect()
+    }
+
+    /// Admits a signed-in user: takes over their running session, or starts a worker.
+    pub fn admit(
+        self: &Arc<Self>,
+        user: &str,
+        token: TokenHash,
+        max_sessions: usize,
+        start: impl FnOnce() -> Zeroizing<Vec<u8>>,
+    ) -> std::io::Result<Admission> {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(existing) = inner.by_user.get(user).cloned() {
+            if existing.ended().is_none() {
+                let old_socket = {
+                    let mut st = existing.state.lock().unwrap();
+                    let old = std::mem::replace(&mut st.token, token);
+                    inner.by_token.remove(&old);
+                    inner.ended.insert(old, (ErrorCode::SessionTakenOver, Instant::now()));
+                    st.socket.take()
+                };
+                if let Some((_, tx)) = old_socket {
+                    let _ = tx.try_send(Outgoing::Close(Some(ErrorCode::SessionTakenOver)));
+                }
+                inner.by_token.insert(token, existing.clone());
+                info!(session = existing.id, %user, "session taken over by a new sign-in");
+                return Ok(Admission::TakenOver(existing));
+            }
+        }
+        if inner.by_user.len() >= max_sessions {
+            return Ok(Admission::AtCapacity);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let session = self.spawn_worker(id, user, token, start())?;
+        inner.by_token.insert(token, session.clone());
+        inner.by_user.insert(user.to_owned(), session.clone());
+        Ok(Admission::Started(session))
+    }
+
+    fn spawn_worker(self: &Arc<Self>, id: u64, user: &str, token: TokenHash, start: Zeroizing<Vec<u8>>) -> std::io::Result<Arc<Session>> {
+        let mut cmd = tokio::process::Command::new(&self.worker_exe);
+        cmd.arg("worker")
+            .arg("--session")
+            .arg(id.to_string())
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for var in ["RUST_LOG", "REBOND_LOG_FORMAT"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        let mut child = cmd.spawn()?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
+        let (to_worker, mut worker_rx) = mpsc::channel::<ToWorker>(1024);
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let session = Arc::new(Session {
+            id,
+            user: user.to_owned(),
+            to_worker,
+            kill: Mutex::new(Some(kill_tx)),
+            state: Mutex::new(SessionState { token, socket: None, generation: 0, status: None, ended: None, error_sent: false }),
+        });
+        info!(session = id, %user, pid = child.id(), "bounce worker started");
+
+        // Writer: the start request first (then wiped), then whatever the gateway says.
+        tokio::spawn(async move {
+            let mut start_msg = ToWorker::Start(start.to_vec());
+            let ok = link::write_to_worker(&mut stdin, &start_msg).await.is_ok();
+            if let ToWorker::Start(bytes) = &mut start_msg {
+                zeroize::Zeroize::zeroize(bytes);
+            }
+            drop(start);
+            if !ok {
+                return;
+            }
+            while let Some(msg) = worker_rx.recv().await {
+                if link::write_to_worker(&mut stdin, &msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        // Reaper: the worker's exit, or a kill after a stop that did not finish.
+        let (exit_tx, exit_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                s = child.wait() => s,
+                _ = kill_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let _ = exit_tx.send(status);
+        });
+
+        // Pump: worker output to the attached socket.
+        let registry = self.clone();
+        let s = session.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match link::read_from_worker(&mut stdout).await {
+                    Ok(m) => m,
+                    Err(_) => break,
+                };
+                match Downlink::decode_header(&msg) {
+                    Some(Downlink::Status { stage }) => s.state.lock().unwrap().status = Some(stage),
+                    Some(Downlink::Error { code }) => {
+                        let mut st = s.state.lock().unwrap();
+                        st.ended.get_or_insert(code);
+                        st.error_sent = st.socket.is_some();
+                    }
+                    _ => {}
+                }
+                if let Some(tx) = s.socket() {
+                    // The worker limits frames in flight, so this waits only on a slow page.
+                    let _ = tx.send(Outgoing::Message(msg)).await;
+                }
+            }
+            let status = exit_rx.await.ok().and_then(Result::ok);
+            let (code, socket, error_sent) = {
+                let mut st = s.state.lock().unwrap();
+                let code = *st.ended.get_or_insert(ErrorCode::WorkerFailed);
+                (code, st.socket.take(), st.error_sent)
+            };
+            if code == ErrorCode::WorkerFailed {
+                warn!(session = s.id, ?status, "bounce worker ended without a reason");
+            } else {
+                info!(session = s.id, %code, "session ended");
+            }
+            if let Some((_, tx)) = socket {
+                let _ = tx.send(Outgoing::Close((!error_sent).then_some(code))).await;
+            }
+            registry.forget(&s, code);
+        });
+        Ok(session)
+    }
+
+    /// Removes an ended session, keeping why it ended for a while.
+    fn forget(&self, session: &Arc<Session>, code: ErrorCode) {
+        let mut inner = self.inner.lock().unwrap();
+        let token = session.state.lock().unwrap().token;
+        if inner.by_token.get(&token).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            inner.by_token.remove(&token);
+        }
+        if inner.by_user.get(&session.user).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            inner.by_user.remove(&session.user);
+        }
+        let now = Instant::now();
+        inner.ended.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(600));
+        inner.ended.insert(token, (code, now));
+    }
+
+    /// Signs a session out by its token.
+    pub fn sign_out(&self, token: &TokenHash) {
+        if let Ok(s) = self.by_token(token) {
+            s.stop(Some(ErrorCode::SignedOut));
+        }
+    }
+}

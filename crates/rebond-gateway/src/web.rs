@@ -1,0 +1,312 @@
+//! HTTPS and WebSocket: the page, sign-in, and the session socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rebond_policy::{UplinkFilter, Verdict};
+use rebond_wire::{Downlink, ErrorCode, Lang, Stage, PROTOCOL_VERSION, SUBPROTOCOL};
+use rebond_worker::link::ToWorker;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use crate::sessions::{hash_token, Admission, Outgoing, Session};
+use crate::Gateway;
+
+pub const COOKIE: &str = "rebond_session";
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../../../web/index.html")) }))
+        .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../../../web/app.js")) }))
+        .route("/style.css", get(|| async { page("text/css; charset=utf-8", include_str!("../../../web/style.css")) }))
+        .route("/i18n.json", get(i18n))
+        .route("/api/sign-in", post(sign_in))
+        .route("/api/sign-out", post(sign_out))
+        .route("/ws", get(socket))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(gw)
+}
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+fn lang_of(headers: &HeaderMap) -> Lang {
+    Lang::negotiate(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or(""))
+}
+
+async fn i18n() -> Response {
+    let mut root = serde_json::Map::new();
+    for lang in Lang::ALL {
+        let mut texts = serde_json::Map::new();
+        for (key, text) in rebond_wire::CATALOG_KEYS {
+            texts.insert((*key).into(), text.get(lang).into());
+        }
+        let mut errors = serde_json::Map::new();
+        for code in ErrorCode::ALL {
+            errors.insert((code as u16).to_string(), serde_json::json!({ "name": code.name(), "sentence": code.sentence(lang) }));
+        }
+        texts.insert("errors".into(), errors.into());
+        root.insert(lang.tag().into(), texts.into());
+    }
+    Json(serde_json::Value::Object(root)).into_response()
+}
+
+/// A refusal, as the page and `rebond probe` read it.
+fn refusal(status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
+    let body = serde_json::json!({ "code": code.name(), "number": code as u16, "message": code.sentence(lang) });
+    (status, Json(body)).into_response()
+}
+
+/// Browsers send `Origin` on every POST and WebSocket; it must be us (CSRF,
+/// cross-site WebSocket hijacking). Non-browser clients send none.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin == format!("https://{host}")
+}
+
+fn token_from(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+}
+
+#[derive(Deserialize)]
+struct SignInRequest {
+    user: String,
+    #[serde(deserialize_with = "zeroizing")]
+    password: Zeroizing<String>,
+    #[serde(default)]
+    language: String,
+    #[serde(default = "default_width")]
+    width: u16,
+    #[serde(default = "default_height")]
+    height: u16,
+}
+
+fn default_width() -> u16 {
+    1280
+}
+fn default_height() -> u16 {
+    800
+}
+
+fn zeroizing<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+    String::deserialize(d).map(Zeroizing::new)
+}
+
+async fn sign_in(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let lang = lang_of(&headers);
+    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    if !json || !same_origin(&headers) {
+        warn!(%peer, "sign-in refused: not a same-origin JSON request");
+        return refusal(StatusCode::FORBIDDEN, ErrorCode::BadRequest, lang);
+    }
+    let req: SignInRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => {
+            warn!(%peer, "sign-in refused: malformed request");
+            return refusal(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, lang);
+        }
+    };
+    if gw.is_draining() {
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayShuttingDown, lang);
+    }
+    let user = rebond_directory::normalize_user(&req.user);
+    if req.password.is_empty() || !rebond_directory::valid_user_name(&user) {
+        info!(%peer, outcome = %ErrorCode::BadCredentials, "sign-in refused");
+        return refusal(StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, lang);
+    }
+    let verdict = {
+        let gw = gw.clone();
+        let (user, password) = (user.clone(), req.password.clone());
+        tokio::task::spawn_blocking(move || gw.directory_sign_in(&user, &password)).await
+    };
+    let route = match verdict {
+        Ok(Ok(Some(route))) => route,
+        Ok(Ok(None)) => {
+            info!(%peer, %user, outcome = %ErrorCode::NoWorkstation, "sign-in refused");
+            return refusal(StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
+        }
+        Ok(Err(code)) => {
+            info!(%peer, %user, outcome = %code, "sign-in refused");
+            return refusal(StatusCode::UNAUTHORIZED, code, lang);
+        }
+        Err(_) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang),
+    };
+
+    let token = crate::new_token();
+    let layout = rebond_rdp_layout(&req.language);
+    let start = || gw.start_request(&user, &req.password, &route, req.width, req.height, layout);
+    match gw.sessions.admit(&user, hash_token(&token), gw.config.max_sessions, start) {
+        Ok(Admission::Started(s)) => info!(%peer, %user, session = s.id, workstation = %route.url(), "signed in"),
+        Ok(Admission::TakenOver(s)) => info!(%peer, %user, session = s.id, "signed in, taking over the running session"),
+        Ok(Admission::AtCapacity) => {
+            warn!(%peer, %user, max = gw.config.max_sessions, "sign-in refused: gateway at capacity");
+            return refusal(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayAtCapacity, lang);
+        }
+        Err(e) => {
+            warn!(%peer, %user, error = %e, "cannot start a bounce worker");
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang);
+        }
+    }
+    let cookie = format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict");
+    ([(header::SET_COOKIE, cookie)], Json(serde_json::json!({ "ok": true }))).into_response()
+}
+
+fn rebond_rdp_layout(language: &str) -> u32 {
+    crate::keyboard_layout_for(language)
+}
+
+async fn sign_out(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return refusal(StatusCode::FORBIDDEN, ErrorCode::BadRequest, lang_of(&headers));
+    }
+    if let Some(token) = token_from(&headers) {
+        gw.sessions.sign_out(&hash_token(&token));
+    }
+    let cookie = format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Json(serde_json::json!({ "ok": true }))).into_response()
+}
+
+async fn socket(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !same_origin(&headers) {
+        warn!(%peer, "WebSocket refused: foreign origin");
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let offered = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim() == SUBPROTOCOL));
+    if !offered {
+        return (StatusCode::BAD_REQUEST, "unsupported protocol version").into_response();
+    }
+    let session = token_from(&headers).map(|t| gw.sessions.by_token(&hash_token(&t)));
+    ws.protocols([SUBPROTOCOL])
+        .max_message_size(rebond_wire::MAX_UPLINK_LEN * 16)
+        .on_upgrade(move |socket| async move {
+            match session {
+                Some(Ok(session)) => serve_socket(gw, session, socket, peer).await,
+                Some(Err(code)) => refuse_socket(socket, code.unwrap_or(ErrorCode::SessionExpired)).await,
+                None => refuse_socket(socket, ErrorCode::SessionExpired).await,
+            }
+        })
+}
+
+async fn refuse_socket(mut socket: WebSocket, code: ErrorCode) {
+    let _ = socket.send(Message::Binary(Downlink::Hello { version: PROTOCOL_VERSION }.encode().into())).await;
+    let _ = socket.send(Message::Binary(Downlink::Error { code }.encode().into())).await;
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSocket, peer: SocketAddr) {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(4096);
+    let (generation, status) = session.attach(tx);
+    let _ = socket.send(Message::Binary(Downlink::Hello { version: PROTOCOL_VERSION }.encode().into())).await;
+    if let Some(stage) = status.filter(|s| *s != Stage::Ready) {
+        let _ = socket.send(Message::Binary(Downlink::Status { stage }.encode().into())).await;
+    }
+    session.send(ToWorker::Attach).await;
+    info!(session = session.id, %peer, "page attached");
+
+    let mut filter = UplinkFilter::new(rebond_policy::MAX_SIDE, rebond_policy::MAX_SIDE);
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let verdict = match incoming {
+                    Some(Ok(Message::Binary(bytes))) => match filter.binary(&bytes) {
+                        Verdict::Violation(v) => Err(v),
+                        _ => {
+                            session.send(ToWorker::Uplink(bytes.to_vec())).await;
+                            Ok(())
+                        }
+                    },
+                    Some(Ok(Message::Text(text))) => match filter.text(text.len()) {
+                        Verdict::Violation(v) => Err(v),
+                        _ => Ok(()),
+                    },
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                };
+                if let Err(violation) = verdict {
+                    warn!(session = session.id, user = %session.user, %peer, %violation, "uplink violation: session closed");
+                    session.stop(Some(ErrorCode::ForbiddenMessage));
+                    session.detach(generation);
+                    let _ = socket.send(Message::Binary(Downlink::Error { code: ErrorCode::ForbiddenMessage }.encode().into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            }
+            out = rx.recv() => match out {
+                Some(Outgoing::Message(bytes)) => {
+                    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Binary(bytes.into()))).await {
+                        Ok(Ok(())) => {}
+                        _ => break,
+                    }
+                }
+                Some(Outgoing::Close(code)) => {
+                    if let Some(code) = code {
+                        let _ = socket.send(Message::Binary(Downlink::Error { code }.encode().into())).await;
+                    }
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                None => break,
+            }
+        }
+    }
+    // The page went away: keep the session for the grace period.
+    if session.detach(generation) {
+        session.send(ToWorker::Detach).await;
+        info!(session = session.id, %peer, "page detached; waiting for it to come back");
+        let grace = Duration::from_secs(gw.config.reconnect_grace_seconds);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if !session.reattached_since(generation) && session.ended().is_none() {
+                info!(session = session.id, "page did not come back: session closed");
+                session.stop(Some(ErrorCode::SessionExpired));
+            }
+        });
+    }
+}
