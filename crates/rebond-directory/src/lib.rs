@@ -11,7 +11,7 @@ mod route;
 mod store;
 
 pub use route::{Route, RouteError, Trust};
-pub use store::{Store, StoreError};
+pub use store::{hash_password, Store, StoreError};
 
 /// The outcome of a sign-in attempt against the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,1 +1,194 @@
-//! rebond-probe
+//! `rebond probe`: a headless client that speaks the browser protocol. It signs in
+//! like the page, receives and decodes the desktop, types, and reports figures.
+//! Tests, benchmarks and administrators use it.
+
+mod framebuffer;
+mod http;
+mod keys;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use rebond_wire::{Downlink, ErrorCode, Lang, Uplink, SUBPROTOCOL};
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Message;
+
+pub use framebuffer::Framebuffer;
+pub use keys::{parse_keys, KeyEvent};
+
+/// What to do.
+pub struct ProbeOptions {
+    /// `https://HOST:PORT`
+    pub url: String,
+    pub user: String,
+    pub password: zeroize::Zeroizing<String>,
+    /// Accept the gateway's certificate without verification.
+    pub insecure: bool,
+    /// Trust this CA (PEM) for the gateway.
+    pub ca_file: Option<PathBuf>,
+    /// Keys to type once the first frame arrived (`{Enter}`-style names).
+    pub type_text: Option<String>,
+    /// How long to stay after the first frame.
+    pub duration: Duration,
+    pub screenshot: Option<PathBuf>,
+    pub width: u16,
+    pub height: u16,
+    pub language: String,
+    /// Milliseconds between typed key events.
+    pub key_interval_ms: u64,
+}
+
+/// The figures, printed by `--json`.
+#[derive(Debug, Default, Serialize)]
+pub struct ProbeReport {
+    pub signed_in: bool,
+    pub sign_in_ms: Option<u64>,
+    pub time_to_first_frame_ms: Option<u64>,
+    pub desktop_width: u16,
+    pub desktop_height: u16,
+    pub bytes_received: u64,
+    pub messages_received: u64,
+    pub frames: u64,
+    pub tiles_png: u64,
+    pub tiles_jpeg: u64,
+    pub keys_sent: u64,
+    /// Seconds measured after the first frame.
+    pub measured_seconds: f64,
+    /// Bytes per second to the browser after the first frame.
+    pub bytes_per_second: f64,
+    pub error: Option<ProbeError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeError {
+    pub code: String,
+    pub number: u16,
+    pub message: String,
+}
+
+impl ProbeError {
+    fn from_code(code: ErrorCode) -> Self {
+        Self { code: code.name().into(), number: code as u16, message: code.sentence(Lang::En).into() }
+    }
+}
+
+/// Runs a probe. Network trouble reaching the gateway is an `Err`; everything the
+/// gateway answers (including refusals) is in the report.
+pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer)> {
+    let target = http::Target::parse(&opts.url)?;
+    let tls = Arc::new(http::client_config(opts.insecure, opts.ca_file.as_deref())?);
+    let mut report = ProbeReport::default();
+    let mut fb = Framebuffer::default();
+
+    let started = Instant::now();
+    let sign_in = http::sign_in(&target, tls.clone(), &opts).await?;
+    report.sign_in_ms = Some(started.elapsed().as_millis() as u64);
+    let cookie = match sign_in {
+        http::SignInOutcome::Accepted { cookie } => cookie,
+        http::SignInOutcome::Refused { code, message } => {
+            report.error = Some(ProbeError { code: code.name().into(), number: code as u16, message });
+            return Ok((report, fb));
+        }
+    };
+    report.signed_in = true;
+
+    let stream = http::connect_tls(&target, tls).await?;
+    let request = tokio_tungstenite::tungstenite::http::Request::builder()
+        .uri(format!("wss://{}/ws", target.authority()))
+        .header("Host", target.authority())
+        .header("Cookie", cookie)
+        .header("Sec-WebSocket-Protocol", SUBPROTOCOL)
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .body(())?;
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+
+    let mut keys: std::collections::VecDeque<KeyEvent> =
+        opts.type_text.as_deref().map(parse_keys).transpose()?.unwrap_or_default().into();
+    let mut first_frame: Option<Instant> = None;
+    let mut bytes_after_first = 0u64;
+    let mut key_timer = tokio::time::interval(Duration::from_millis(opts.key_interval_ms.max(1)));
+    let overall = tokio::time::sleep(opts.duration + Duration::from_secs(60));
+    tokio::pin!(overall);
+
+    loop {
+        let deadline = first_frame.map(|t| t + opts.duration);
+        let until_end = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = ws.next() => {
+                let bytes = match msg {
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.into()),
+                };
+                report.bytes_received += bytes.len() as u64;
+                report.messages_received += 1;
+                if first_frame.is_some() {
+                    bytes_after_first += bytes.len() as u64;
+                }
+                match Downlink::decode(&bytes) {
+                    Ok(Downlink::DesktopSize { width, height }) => {
+                        fb.resize(width, height);
+                        report.desktop_width = width;
+                        report.desktop_height = height;
+                    }
+                    Ok(Downlink::Tile { x, y, width, height, codec, data }) => {
+                        match codec {
+                            rebond_wire::ImageCodec::Png => report.tiles_png += 1,
+                            rebond_wire::ImageCodec::Jpeg => report.tiles_jpeg += 1,
+                        }
+                        fb.draw(x, y, width, height, codec, &data)?;
+                    }
+                    Ok(Downlink::FrameEnd { seq }) => {
+                        report.frames += 1;
+                        if first_frame.is_none() {
+                            first_frame = Some(Instant::now());
+                            report.time_to_first_frame_ms = Some(started.elapsed().as_millis() as u64);
+                            if !keys.is_empty() {
+                                // Point at the middle of the desktop first, as a person would,
+                                // so the window there has the keyboard focus.
+                                let (x, y) = (fb.width / 2, fb.height / 2);
+                                ws.send(Message::Binary(Uplink::PointerMove { x, y }.encode().into())).await?;
+                            }
+                        }
+                        ws.send(Message::Binary(Uplink::FrameAck { seq }.encode().into())).await?;
+                    }
+                    Ok(Downlink::Error { code }) => {
+                        report.error = Some(ProbeError::from_code(code));
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => anyhow::bail!("the gateway sent an undecodable message: {e}"),
+                }
+            }
+            _ = key_timer.tick(), if first_frame.is_some() && !keys.is_empty() => {
+                let k = keys.pop_front().expect("not empty");
+                ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down }.encode().into())).await?;
+                report.keys_sent += 1;
+            }
+            _ = until_end => break,
+            _ = &mut overall => break,
+        }
+    }
+    if let Some(t) = first_frame {
+        report.measured_seconds = t.elapsed().as_secs_f64();
+        if report.measured_seconds > 0.0 {
+            report.bytes_per_second = bytes_after_first as f64 / report.measured_seconds;
+        }
+    }
+    let _ = ws.close(None).await;
+    if let Some(path) = &opts.screenshot {
+        fb.save_png(path)?;
+    }
+    Ok((report, fb))
+}

@@ -275,3 +275,48 @@ impl ironrdp_tokio::NetworkClient for RefuseNetwork {
         Err(ironrdp_connector::general_err!("the gateway makes no network requests during NLA"))
     }
 }
+
+/// Fetches the certificate a workstation presents (DER), without authenticating:
+/// for an administrator who wants to pin it (`rebond route fingerprint`).
+pub async fn fetch_certificate(host: &str, port: u16, timeout: Duration) -> Result<Vec<u8>, ConnectError> {
+    let req = ConnectRequest {
+        host: host.to_owned(),
+        port,
+        trust: CertTrust::InsecureAcceptAny,
+        username: String::new(),
+        password: Zeroizing::new(String::new()),
+        domain: None,
+        width: 1024,
+        height: 768,
+        keyboard_layout: 0x0409,
+        connect_timeout: timeout,
+    };
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| ConnectError::Unreachable("no answer".into()))?
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    let client_addr = tcp.local_addr().map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    let mut framed = TokioFramed::new(tcp);
+    let mut connector = client_connector(connector_config(&req), client_addr);
+    tokio::time::timeout(timeout, ironrdp_tokio::connect_begin(&mut framed, &mut connector))
+        .await
+        .map_err(|_| ConnectError::Unreachable("no RDP answer".into()))?
+        .map_err(|e| negotiation_error(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = req.trust.client_config(provider).map_err(|e| ConnectError::CertificateUntrusted(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| ConnectError::Unreachable(format!("invalid workstation name: {e}")))?;
+    let tls = tokio::time::timeout(
+        timeout,
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, framed.into_inner_no_leftover()),
+    )
+    .await
+    .map_err(|_| ConnectError::Unreachable("TLS handshake timed out".into()))?
+    .map_err(tls_error)?;
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| ConnectError::CertificateUntrusted("the workstation sent no certificate".into()))
+}

@@ -1,1 +1,330 @@
-fn main() {}
+//! `rebond`: the command line. `serve` runs the gateway; `user` and `route` manage
+//! the local store; `probe` is the headless client; `worker` is started by the
+//! gateway, one per session, and is not for people.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use rebond_directory::{Route, Trust};
+use rebond_gateway::Config;
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(name = "rebond", version, about = "Rebond: a bounce-desktop gateway. Only pixels go down, only keystrokes and pointer moves go up.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (HTTPS on 127.0.0.1:8443 by default).
+    Serve {
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+        /// Address to listen on, for example 0.0.0.0:443.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage the local users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage the routes from users to their workstations.
+    #[command(subcommand)]
+    Route(RouteCommand),
+    /// Sign in like a browser, receive the desktop, and report figures.
+    Probe(ProbeArgs),
+    /// The bounce worker (started by the gateway, one per session).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        session: u64,
+    },
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// The data folder (state, certificate); default ~/.local/share/rebond.
+    #[arg(long = "data", env = "REBOND_DATA")]
+    dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn path(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(rebond_gateway::config::default_data_dir)
+    }
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or set an existing user's password.
+    Add {
+        name: String,
+        /// Read the password from standard input instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Remove a user.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List the users.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Print an Argon2id hash of a password, for the `users` of a configuration file.
+    Hash {
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RouteCommand {
+    /// Send USER's sessions to the workstation at URL (rdp://HOST[:PORT]).
+    Set {
+        user: String,
+        url: String,
+        /// Trust the workstation's certificate if this CA (PEM file) issued it.
+        #[arg(long, group = "trust")]
+        ca: Option<PathBuf>,
+        /// Trust exactly the certificate with this SHA-256 fingerprint.
+        #[arg(long, group = "trust")]
+        pin: Option<String>,
+        /// Do not verify the workstation's certificate (not for production).
+        #[arg(long, group = "trust")]
+        insecure_skip_verify: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Remove USER's route.
+    Remove {
+        user: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List the routes.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Show the SHA-256 fingerprint of the certificate a workstation presents.
+    Fingerprint { url: String },
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// The gateway, for example https://127.0.0.1:8443
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    user: String,
+    /// Read the password from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Accept the gateway's certificate without verifying it (self-signed).
+    #[arg(long)]
+    insecure: bool,
+    /// Trust this CA certificate (PEM) for the gateway.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Keys to type after the first frame; {Enter}, {Tab}, {Ctrl+c}… for special keys.
+    #[arg(long = "type")]
+    type_text: Option<String>,
+    /// Seconds to stay after the first frame.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Save what the browser would show as a PNG.
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
+    /// Print one JSON object with the figures.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value_t = 1280)]
+    width: u16,
+    #[arg(long, default_value_t = 800)]
+    height: u16,
+    /// Browser language (sets the workstation keyboard layout).
+    #[arg(long, default_value = "en-US")]
+    language: String,
+    /// Milliseconds between typed key events.
+    #[arg(long, default_value_t = 15)]
+    key_interval_ms: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Probe(_)));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rebond: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if std::env::var("REBOND_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    let mut pw = Zeroizing::new(String::new());
+    if from_stdin {
+        std::io::stdin().read_to_string(&mut pw).context("cannot read the password from standard input")?;
+        let trimmed = Zeroizing::new(pw.trim_end_matches(['\n', '\r']).to_owned());
+        pw = trimmed;
+    } else {
+        pw = Zeroizing::new(rpassword::prompt_password(prompt).context("cannot read the password (use --password-stdin in scripts)")?);
+    }
+    if pw.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(pw)
+}
+
+async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match command {
+        Command::Serve { config, data, listen } => {
+            let mut cfg = match &config {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            };
+            if data.dir.is_some() || config.is_none() {
+                cfg.data_dir = data.path();
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let exe = std::env::current_exe().context("cannot find the rebond executable for the workers")?;
+            let gw = rebond_gateway::Gateway::new(cfg, exe)?;
+            gw.serve().await?;
+        }
+        Command::Worker { session } => {
+            let span = tracing::info_span!("worker", session);
+            let _enter = span.enter();
+            if let Err(e) = rebond_worker::run(tokio::io::stdin(), tokio::io::stdout()).await {
+                tracing::error!(error = %e, "bounce worker failed");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::User(cmd) => match cmd {
+            UserCommand::Add { name, password_stdin, data } => {
+                let store = rebond_gateway::open_store(&data.path())?;
+                let pw = read_password(password_stdin, &format!("Password for {name}: "))?;
+                store.set_user(&name, &pw)?;
+                println!("user {} saved", rebond_directory::normalize_user(&name));
+            }
+            UserCommand::Remove { name, data } => {
+                rebond_gateway::open_store(&data.path())?.remove_user(&name)?;
+                println!("user {name} removed");
+            }
+            UserCommand::List { data } => {
+                for u in rebond_gateway::open_store(&data.path())?.users()? {
+                    println!("{u}");
+                }
+            }
+            UserCommand::Hash { password_stdin } => {
+                let pw = read_password(password_stdin, "Password: ")?;
+                println!("{}", rebond_directory::hash_password(&pw)?);
+            }
+        },
+        Command::Route(cmd) => match cmd {
+            RouteCommand::Set { user, url, ca, pin, insecure_skip_verify, data } => {
+                let trust = match (ca, pin, insecure_skip_verify) {
+                    (Some(ca), None, false) => {
+                        let ca = std::fs::canonicalize(&ca).with_context(|| format!("cannot find the CA file {}", ca.display()))?;
+                        Trust::CaFile(ca.display().to_string())
+                    }
+                    (None, Some(pin), false) => Trust::from_parts("pin", &pin)?,
+                    (None, None, true) => Trust::Insecure,
+                    _ => bail!("say how to trust the workstation's certificate: --ca FILE, --pin SHA256 or --insecure-skip-verify"),
+                };
+                let route = Route::parse_url(&url, trust)?;
+                rebond_gateway::open_store(&data.path())?.set_route(&user, &route)?;
+                if route.trust == Trust::Insecure {
+                    eprintln!("warning: the gateway will not verify {}'s certificate", route.url());
+                }
+                println!("route {} -> {route}", rebond_directory::normalize_user(&user));
+            }
+            RouteCommand::Remove { user, data } => {
+                if !rebond_gateway::open_store(&data.path())?.remove_route(&user)? {
+                    bail!("no route for {user}");
+                }
+                println!("route for {user} removed");
+            }
+            RouteCommand::List { data } => {
+                for (user, route) in rebond_gateway::open_store(&data.path())?.routes()? {
+                    println!("{user}\t{route}");
+                }
+            }
+            RouteCommand::Fingerprint { url } => {
+                let route = Route::parse_url(&url, Trust::Insecure)?;
+                let der = rebond_rdp::fetch_certificate(&route.host, route.port, Duration::from_secs(10)).await?;
+                println!("{}", rebond_rdp::fingerprint_of_der(&der));
+            }
+        },
+        Command::Probe(args) => {
+            let password = if args.password_stdin {
+                read_password(true, "")?
+            } else {
+                read_password(false, &format!("Password for {}: ", args.user))?
+            };
+            let opts = rebond_probe::ProbeOptions {
+                url: args.url,
+                user: args.user,
+                password,
+                insecure: args.insecure,
+                ca_file: args.ca,
+                type_text: args.type_text,
+                duration: Duration::from_secs_f64(args.duration.max(0.0)),
+                screenshot: args.screenshot,
+                width: args.width,
+                height: args.height,
+                language: args.language,
+                key_interval_ms: args.key_interval_ms,
+            };
+            let (report, _) = rebond_probe::run(opts).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                match &report.error {
+                    Some(e) => println!("error RB-{} {}: {}", e.number, e.code, e.message),
+                    None => println!(
+                        "first frame after {} ms; {} frames, {} bytes ({:.0} B/s)",
+                        report.time_to_first_frame_ms.unwrap_or_default(),
+                        report.frames,
+                        report.bytes_received,
+                        report.bytes_per_second
+                    ),
+                }
+            }
+            if report.error.is_some() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

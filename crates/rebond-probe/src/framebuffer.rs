@@ -1,0 +1,71 @@
+//! The probe's picture of the desktop, drawn from the tiles it receives.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use rebond_wire::ImageCodec;
+
+/// RGBA pixels of the desktop as the browser would show them.
+#[derive(Default)]
+pub struct Framebuffer {
+    pub width: u16,
+    pub height: u16,
+    pub rgba: Vec<u8>,
+}
+
+impl Framebuffer {
+    pub fn resize(&mut self, width: u16, height: u16) {
+        self.width = width;
+        self.height = height;
+        self.rgba = [0, 0, 0, 255].repeat(usize::from(width) * usize::from(height));
+    }
+
+    pub fn draw(&mut self, x: u16, y: u16, w: u16, h: u16, codec: ImageCodec, data: &[u8]) -> anyhow::Result<()> {
+        let rgb = match codec {
+            ImageCodec::Png => decode_png(data)?,
+            ImageCodec::Jpeg => {
+                let mut dec = zune_jpeg::JpegDecoder::new_with_options(
+                    data,
+                    zune_jpeg::zune_core::options::DecoderOptions::default()
+                        .jpeg_set_out_colorspace(zune_jpeg::zune_core::colorspace::ColorSpace::RGB),
+                );
+                dec.decode().map_err(|e| anyhow::anyhow!("invalid JPEG tile: {e:?}"))?
+            }
+        };
+        anyhow::ensure!(rgb.len() == usize::from(w) * usize::from(h) * 3, "tile size does not match its header");
+        anyhow::ensure!(x + w <= self.width && y + h <= self.height, "tile outside the desktop");
+        let stride = usize::from(self.width) * 4;
+        for row in 0..usize::from(h) {
+            for col in 0..usize::from(w) {
+                let s = (row * usize::from(w) + col) * 3;
+                let d = (usize::from(y) + row) * stride + (usize::from(x) + col) * 4;
+                self.rgba[d..d + 3].copy_from_slice(&rgb[s..s + 3]);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn save_png(&self, path: &Path) -> anyhow::Result<()> {
+        let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), u32::from(self.width), u32::from(self.height));
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header()?.write_image_data(&self.rgba)?;
+        Ok(())
+    }
+}
+
+/// Decodes a PNG tile to RGB.
+fn decode_png(data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut dec = png::Decoder::new(std::io::Cursor::new(data));
+    dec.set_transformations(png::Transformations::EXPAND);
+    let mut reader = dec.read_info().context("invalid PNG tile")?;
+    let mut buf = vec![0; reader.output_buffer_size().context("PNG too large")?];
+    let info = reader.next_frame(&mut buf).context("invalid PNG tile")?;
+    buf.truncate(info.buffer_size());
+    Ok(match info.color_type {
+        png::ColorType::Rgb => buf,
+        png::ColorType::Rgba => buf.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        other => anyhow::bail!("unexpected PNG colour type {other:?}"),
+    })
+}
