@@ -41,6 +41,10 @@ pub struct Session {
 struct SessionState {
     token: TokenHash,
     socket: Option<(u64, mpsc::Sender<Outgoing>)>,
+    /// Whether the attached socket has had its `DesktopSize`: what the worker sent
+    /// before it saw the attach is dropped, so a page always starts from a blank,
+    /// correctly sized canvas.
+    synced: bool,
     generation: u64,
     status: Option<Stage>,
     ended: Option<ErrorCode>,
@@ -80,6 +84,7 @@ impl Session {
         let mut st = self.state.lock().unwrap();
         st.generation += 1;
         let generation = st.generation;
+        st.synced = false;
         if let Some((_, old)) = st.socket.replace((generation, tx)) {
             let _ = old.try_send(Outgoing::Close(None));
         }
@@ -104,8 +109,17 @@ impl Session {
         st.socket.is_some() || st.generation != generation
     }
 
-    fn socket(&self) -> Option<mpsc::Sender<Outgoing>> {
-        self.state.lock().unwrap().socket.as_ref().map(|(_, tx)| tx.clone())
+    /// The socket this worker message goes to, if any.
+    fn socket_for(&self, msg: &[u8]) -> Option<mpsc::Sender<Outgoing>> {
+        let mut st = self.state.lock().unwrap();
+        if !st.synced {
+            match Downlink::tag(msg) {
+                Some(t) if t == Downlink::DESKTOP_SIZE_TAG => st.synced = true,
+                Some(t) if t == Downlink::STATUS_TAG || t == Downlink::ERROR_TAG => {}
+                _ => return None,
+            }
+        }
+        st.socket.as_ref().map(|(_, tx)| tx.clone())
     }
 }
 
@@ -212,7 +226,7 @@ impl Registry {
             user: user.to_owned(),
             to_worker,
             kill: Mutex::new(Some(kill_tx)),
-            state: Mutex::new(SessionState { token, socket: None, generation: 0, status: None, ended: None, error_sent: false }),
+            state: Mutex::new(SessionState { token, socket: None, synced: false, generation: 0, status: None, ended: None, error_sent: false }),
         });
         info!(session = id, %user, pid = child.id(), "bounce worker started");
 
@@ -265,7 +279,7 @@ impl Registry {
                     }
                     _ => {}
                 }
-                if let Some(tx) = s.socket() {
+                if let Some(tx) = s.socket_for(&msg) {
                     // The worker limits frames in flight, so this waits only on a slow page.
                     let _ = tx.send(Outgoing::Message(msg)).await;
                 }

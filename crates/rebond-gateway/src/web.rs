@@ -222,7 +222,9 @@ async fn socket(
     }
     let session = token_from(&headers).map(|t| gw.sessions.by_token(&hash_token(&t)));
     ws.protocols([SUBPROTOCOL])
-        .max_message_size(rebond_wire::MAX_UPLINK_LEN * 16)
+        // Large enough that an oversized message reaches the filter and is recorded as a
+        // violation, small enough to bound memory.
+        .max_message_size(64 << 10)
         .on_upgrade(move |socket| async move {
             match session {
                 Some(Ok(session)) => serve_socket(gw, session, socket, peer).await,

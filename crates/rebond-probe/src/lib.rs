@@ -18,12 +18,15 @@ use tokio_tungstenite::tungstenite::Message;
 pub use framebuffer::Framebuffer;
 pub use keys::{parse_keys, KeyEvent};
 
+/// A password held in memory that is wiped when dropped.
+pub type Password = zeroize::Zeroizing<String>;
+
 /// What to do.
 pub struct ProbeOptions {
     /// `https://HOST:PORT`
     pub url: String,
     pub user: String,
-    pub password: zeroize::Zeroizing<String>,
+    pub password: Password,
     /// Accept the gateway's certificate without verification.
     pub insecure: bool,
     /// Trust this CA (PEM) for the gateway.
@@ -74,38 +77,83 @@ impl ProbeError {
     }
 }
 
+/// A signed-in client: it holds the session cookie and can open session sockets,
+/// as the page does (and again after a network drop, without the password).
+pub struct Client {
+    target: http::Target,
+    tls: Arc<rustls::ClientConfig>,
+    cookie: String,
+}
+
+/// The session socket.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+impl Client {
+    /// Signs in; a refusal by the gateway is `Ok(Err(..))`.
+    pub async fn sign_in(opts: &ProbeOptions) -> anyhow::Result<Result<Self, ProbeError>> {
+        let target = http::Target::parse(&opts.url)?;
+        let tls = Arc::new(http::client_config(opts.insecure, opts.ca_file.as_deref())?);
+        Ok(match http::sign_in(&target, tls.clone(), opts).await? {
+            http::SignInOutcome::Accepted { cookie } => Ok(Self { target, tls, cookie }),
+            http::SignInOutcome::Refused { code, message } => {
+                Err(ProbeError { code: code.name().into(), number: code as u16, message })
+            }
+        })
+    }
+
+    /// The session cookie (`rebond_session=…`), to show that it is what resumes a session.
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+
+    /// Opens the session socket, with the version subprotocol and the session cookie.
+    pub async fn open_socket(&self) -> anyhow::Result<Socket> {
+        let stream = http::connect_tls(&self.target, self.tls.clone()).await?;
+        let request = tokio_tungstenite::tungstenite::http::Request::builder()
+            .uri(format!("wss://{}/ws", self.target.authority()))
+            .header("Host", self.target.authority())
+            .header("Cookie", &self.cookie)
+            .header("Sec-WebSocket-Protocol", SUBPROTOCOL)
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .body(())?;
+        let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+        Ok(ws)
+    }
+}
+
+/// Waits for the next downlink message; `None` when the socket closed.
+pub async fn next_message(ws: &mut Socket) -> anyhow::Result<Option<Downlink>> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => return Ok(Some(Downlink::decode(&b)?)),
+            Some(Ok(Message::Close(_))) | None => return Ok(None),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+}
+
 /// Runs a probe. Network trouble reaching the gateway is an `Err`; everything the
 /// gateway answers (including refusals) is in the report.
 pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer)> {
-    let target = http::Target::parse(&opts.url)?;
-    let tls = Arc::new(http::client_config(opts.insecure, opts.ca_file.as_deref())?);
     let mut report = ProbeReport::default();
     let mut fb = Framebuffer::default();
 
     let started = Instant::now();
-    let sign_in = http::sign_in(&target, tls.clone(), &opts).await?;
+    let client = Client::sign_in(&opts).await?;
     report.sign_in_ms = Some(started.elapsed().as_millis() as u64);
-    let cookie = match sign_in {
-        http::SignInOutcome::Accepted { cookie } => cookie,
-        http::SignInOutcome::Refused { code, message } => {
-            report.error = Some(ProbeError { code: code.name().into(), number: code as u16, message });
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            report.error = Some(e);
             return Ok((report, fb));
         }
     };
     report.signed_in = true;
-
-    let stream = http::connect_tls(&target, tls).await?;
-    let request = tokio_tungstenite::tungstenite::http::Request::builder()
-        .uri(format!("wss://{}/ws", target.authority()))
-        .header("Host", target.authority())
-        .header("Cookie", cookie)
-        .header("Sec-WebSocket-Protocol", SUBPROTOCOL)
-        .header("Sec-WebSocket-Version", "13")
-        .header("Sec-WebSocket-Key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .body(())?;
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+    let mut ws = client.open_socket().await?;
 
     let mut keys: std::collections::VecDeque<KeyEvent> =
         opts.type_text.as_deref().map(parse_keys).transpose()?.unwrap_or_default().into();
@@ -188,7 +236,9 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
     }
     let _ = ws.close(None).await;
     if let Some(path) = &opts.screenshot {
-        fb.save_png(path)?;
+        if fb.width > 0 {
+            fb.save_png(path)?;
+        }
     }
     Ok((report, fb))
 }

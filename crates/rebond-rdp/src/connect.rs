@@ -114,7 +114,8 @@ pub fn connector_config(req: &ConnectRequest) -> ironrdp_connector::Config {
         timezone_info: TimezoneInfo::default(),
         compression_type: None,
         enable_server_pointer: true,
-        pointer_software_rendering: true,
+        // The browser draws the pointer; it must not be painted into the framebuffer.
+        pointer_software_rendering: false,
         multitransport_flags: None,
         support_dyn_vc_gfx_protocol: false,
     }

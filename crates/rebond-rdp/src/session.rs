@@ -21,7 +21,7 @@ pub enum SessionEvent {
     Damage { left: u16, top: u16, right: u16, bottom: u16 },
     /// The desktop has a new size; the framebuffer was reset.
     DesktopResized { width: u16, height: u16 },
-    /// New pointer shape: RGBA (premultiplied), with hotspot.
+    /// New pointer shape: RGBA (straight alpha), with hotspot.
     PointerShape { width: u16, height: u16, hotspot_x: u16, hotspot_y: u16, rgba: Vec<u8> },
     PointerHidden,
     PointerDefault,
@@ -209,6 +209,13 @@ impl Session {
         }
         let events = self.input.apply(all);
         self.encode_input(&events)
+    }
+
+    /// Tells the workstation that no lock key is on ([MS-RDPBCGR] 2.2.8.1.2.2.5),
+    /// as clients do when they gain focus; some servers wait for it before input.
+    pub fn synchronize(&mut self) -> Result<Vec<Vec<u8>>, String> {
+        let event = ironrdp_input::synchronize_event(false, false, false, false);
+        self.encode_input(&[event])
     }
 
     /// Releases every key and button still held (the page went away).

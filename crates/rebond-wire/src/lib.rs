@@ -282,6 +282,15 @@ impl Downlink {
         }
     }
 
+    pub const STATUS_TAG: u8 = tag::STATUS;
+    pub const DESKTOP_SIZE_TAG: u8 = tag::DESKTOP_SIZE;
+    pub const ERROR_TAG: u8 = tag::ERROR;
+
+    /// The type byte of an encoded message.
+    pub fn tag(bytes: &[u8]) -> Option<u8> {
+        bytes.first().copied()
+    }
+
     /// Decodes the small control messages (status, error) and nothing else, so a
     /// relay can watch them without copying images.
     pub fn decode_header(bytes: &[u8]) -> Option<Self> {

@@ -247,6 +247,11 @@ impl Worker {
                     }
                     Some(ToWorker::Attach) => {
                         self.attached = true;
+                        if let Ok(frames) = self.session.synchronize() {
+                            for f in frames {
+                                let _ = framed.write_all(&f).await;
+                            }
+                        }
                         self.next_seq = 1;
                         self.acked = 0;
                         self.encoder.invalidate();
@@ -318,7 +323,7 @@ impl Worker {
                     }
                 }
                 SessionEvent::PointerShape { width, height, hotspot_x, hotspot_y, rgba } => {
-                    let png = rebond_display::encode_rgba_png(&unpremultiply(rgba), width, height);
+                    let png = rebond_display::encode_rgba_png(&rgba, width, height);
                     let msg = Downlink::PointerShape { hotspot_x, hotspot_y, png };
                     if self.attached {
                         out.queue(&msg).await;
@@ -395,17 +400,4 @@ impl Worker {
         }
         out.w.flush().await.map_err(|_| ())
     }
-}
-
-/// IronRDP renders pointers with premultiplied alpha; browsers want it straight.
-fn unpremultiply(mut rgba: Vec<u8>) -> Vec<u8> {
-    for px in rgba.chunks_exact_mut(4) {
-        let a = u16::from(px[3]);
-        if a != 0 && a != 255 {
-            for c in &mut px[..3] {
-                *c = ((u16::from(*c) * 255 + a / 2) / a).min(255) as u8;
-            }
-        }
-    }
-    rgba
 }

@@ -1,0 +1,213 @@
+//! Headless Chromium (Debian's package), driven over the DevTools protocol.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{free_port, temp_dir, wait_for_port, Proc};
+
+pub struct Chromium {
+    port: u16,
+    pub profile: PathBuf,
+    _proc: Proc,
+}
+
+type Cdp = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One tab, spoken to over its DevTools socket.
+pub struct Page {
+    ws: Cdp,
+    next_id: u64,
+}
+
+impl Chromium {
+    /// Starts Chromium headless, with a new profile, in `language`, at `width`×`height`.
+    pub fn start(language: &str, width: u32, height: u32) -> anyhow::Result<Self> {
+        let profile = temp_dir("chromium");
+        let port = free_port();
+        let exe = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or_else(|| anyhow::anyhow!("Chromium is not installed (run scripts/test)"))?;
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--remote-allow-origins=*",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--remote-debugging-port={port}"))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--lang={language}"))
+        .arg("about:blank")
+        .env("LANGUAGE", language.replace('-', "_"));
+        let proc = Proc::spawn("chromium", cmd, Some(&profile.join("chromium.log")))?;
+        wait_for_port(port, Duration::from_secs(30))?;
+        Ok(Self { port, profile, _proc: proc })
+    }
+
+    /// The first tab.
+    pub async fn page(&self) -> anyhow::Result<Page> {
+        let until = Instant::now() + Duration::from_secs(20);
+        let url = loop {
+            let tabs: Value = http_get(self.port, "/json/list").ok().and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
+            if let Some(u) = tabs.as_array().and_then(|a| {
+                a.iter().find(|t| t["type"] == "page").and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_owned))
+            }) {
+                break u;
+            }
+            anyhow::ensure!(Instant::now() < until, "Chromium shows no page");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let mut page = Page { ws, next_id: 1 };
+        page.call("Page.enable", json!({})).await?;
+        page.call("Runtime.enable", json!({})).await?;
+        Ok(page)
+    }
+}
+
+/// A tiny HTTP GET for the DevTools endpoint (plain HTTP/1.1 on loopback; it
+/// answers with a `Content-Length` and keeps the connection open).
+fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = s.read(&mut chunk)?;
+        anyhow::ensure!(n > 0, "DevTools closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>()))
+                .transpose()?
+                .unwrap_or(0);
+            if body.len() >= len {
+                return Ok(body[..len].to_owned());
+            }
+        }
+    }
+}
+
+impl Page {
+    /// Calls a DevTools method and returns its result.
+    pub async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ws.send(Message::Text(json!({ "id": id, "method": method, "params": params }).to_string().into())).await?;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("{method}: no answer from Chromium"))?;
+            let Some(Ok(Message::Text(text))) = msg else {
+                anyhow::ensure!(msg.is_some(), "Chromium closed the DevTools socket");
+                continue;
+            };
+            let v: Value = serde_json::from_str(&text)?;
+            if v["id"] == id {
+                if let Some(e) = v.get("error") {
+                    anyhow::bail!("{method}: {e}");
+                }
+                return Ok(v["result"].clone());
+            }
+        }
+    }
+
+    /// Makes the page see this language (`navigator.languages`, `Accept-Language`),
+    /// as a browser set up in that language would.
+    pub async fn set_language(&mut self, language: &str) -> anyhow::Result<()> {
+        let version = self.call("Browser.getVersion", json!({})).await?;
+        let ua = version["userAgent"].as_str().unwrap_or("Mozilla/5.0").to_owned();
+        let primary = language.split('-').next().unwrap_or(language);
+        self.call("Network.enable", json!({})).await?;
+        self.call(
+            "Network.setUserAgentOverride",
+            json!({ "userAgent": ua, "acceptLanguage": format!("{language},{primary}") }),
+        )
+        .await?;
+        self.call("Emulation.setLocaleOverride", json!({ "locale": language })).await?;
+        Ok(())
+    }
+
+    pub async fn navigate(&mut self, url: &str) -> anyhow::Result<()> {
+        self.call("Page.navigate", json!({ "url": url })).await?;
+        Ok(())
+    }
+
+    /// Evaluates JavaScript (awaiting promises) and returns its value.
+    pub async fn eval(&mut self, js: &str) -> anyhow::Result<Value> {
+        let r = self
+            .call("Runtime.evaluate", json!({ "expression": js, "returnByValue": true, "awaitPromise": true }))
+            .await?;
+        if let Some(e) = r.get("exceptionDetails") {
+            anyhow::bail!("JavaScript failed: {e}");
+        }
+        Ok(r["result"]["value"].clone())
+    }
+
+    /// Polls `js` until it is truthy.
+    pub async fn wait_for(&mut self, js: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let until = Instant::now() + timeout;
+        loop {
+            // While the page loads, the elements may not exist yet: that is "not yet".
+            let v = self.eval(js).await.unwrap_or(Value::Null);
+            if !(v.is_null() || v == false || v == "" || v == 0) {
+                return Ok(v);
+            }
+            anyhow::ensure!(Instant::now() < until, "timed out waiting for {js}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Types text into the focused element as key presses (with characters).
+    pub async fn insert_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.call("Input.insertText", json!({ "text": text })).await?;
+        Ok(())
+    }
+
+    /// A physical key press and release, as a keyboard would send it (`code` is
+    /// `KeyboardEvent.code`, `key` what the layout makes of it).
+    pub async fn press(&mut self, code: &str, key: &str, modifiers: u32) -> anyhow::Result<()> {
+        for kind in ["keyDown", "keyUp"] {
+            let mut p = json!({ "type": kind, "code": code, "key": key, "modifiers": modifiers });
+            if kind == "keyDown" && key.chars().count() == 1 {
+                p["text"] = json!(key);
+            }
+            self.call("Input.dispatchKeyEvent", p).await?;
+        }
+        Ok(())
+    }
+
+    /// A mouse click at page coordinates.
+    pub async fn click(&mut self, x: f64, y: f64) -> anyhow::Result<()> {
+        self.call("Input.dispatchMouseEvent", json!({ "type": "mouseMoved", "x": x, "y": y })).await?;
+        for kind in ["mousePressed", "mouseReleased"] {
+            self.call("Input.dispatchMouseEvent", json!({ "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 }))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A PNG of the page.
+    pub async fn screenshot(&mut self) -> anyhow::Result<Vec<u8>> {
+        use base64::Engine as _;
+        let r = self.call("Page.captureScreenshot", json!({ "format": "png" })).await?;
+        Ok(base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap_or(""))?)
+    }
+}

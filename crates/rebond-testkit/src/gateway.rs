@@ -1,0 +1,91 @@
+//! The gateway under test: the real `rebond` binary, on loopback, with its own data folder.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::{free_port, temp_dir, wait_for_port, Proc};
+
+pub struct Gateway {
+    pub exe: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    pub log: PathBuf,
+    proc: Proc,
+}
+
+impl Gateway {
+    /// Starts `rebond serve` with embedded defaults (and `config`, if given, as a TOML file).
+    pub fn start(exe: &Path, config: Option<&str>) -> anyhow::Result<Self> {
+        let data = temp_dir("gateway");
+        let port = free_port();
+        let log = data.join("gateway.log");
+        let mut cmd = Command::new(exe);
+        cmd.arg("serve").arg("--data").arg(&data).arg("--listen").arg(format!("127.0.0.1:{port}"));
+        if let Some(text) = config {
+            let path = data.join("rebond.toml");
+            std::fs::write(&path, text)?;
+            cmd.arg("--config").arg(path);
+        }
+        cmd.env("RUST_LOG", "info");
+        let proc = Proc::spawn("rebond serve", cmd, Some(&log))?;
+        wait_for_port(port, Duration::from_secs(20)).map_err(|e| {
+            anyhow::anyhow!("{e}; gateway log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+        })?;
+        Ok(Self { exe: exe.to_owned(), data, port, log, proc })
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `rebond ARGS… --data DATA` and returns its standard output.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args).arg("--data").arg(&self.data).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        run(cmd, stdin)
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) -> anyhow::Result<()> {
+        self.cli(&["user", "add", name, "--password-stdin"], Some(password)).map(drop)
+    }
+
+    /// Routes `user` to `url`, trusting exactly the certificate the workstation shows now.
+    pub fn route_pinned(&self, user: &str, url: &str) -> anyhow::Result<()> {
+        let fp = rebond(&self.exe, &["route", "fingerprint", url], None)?;
+        self.cli(&["route", "set", user, url, "--pin", fp.trim()], None).map(drop)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as an orchestrator would send it.
+    pub fn terminate(&mut self) -> bool {
+        self.proc.terminate(Duration::from_secs(10))
+    }
+}
+
+/// Runs the `rebond` binary (no data folder) and returns its standard output.
+pub fn rebond(exe: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    run(cmd, stdin)
+}
+
+fn run(mut cmd: Command, stdin: Option<&str>) -> anyhow::Result<String> {
+    let mut child = cmd.spawn()?;
+    if let Some(input) = stdin {
+        child.stdin.as_mut().expect("piped").write_all(input.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,94 @@
+//! The real page in headless Chromium: French sign-in, a refusal in French, then
+//! the desktop on the canvas and keystrokes typed in the page reaching the terminal.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rebond_testkit::browser::{Chromium, Page};
+use rebond_testkit::workstation::{Security, Shadow};
+use serde_json::json;
+
+use crate::common::*;
+
+/// `KeyboardEvent.code` of a character on a US keyboard (the test workstation's X keymap).
+fn code_of(c: char) -> (String, String) {
+    match c {
+        'a'..='z' => (format!("Key{}", c.to_ascii_uppercase()), c.to_string()),
+        '0'..='9' => (format!("Digit{c}"), c.to_string()),
+        ' ' => ("Space".into(), " ".into()),
+        '/' => ("Slash".into(), "/".into()),
+        '-' => ("Minus".into(), "-".into()),
+        '.' => ("Period".into(), ".".into()),
+        other => panic!("no key for {other:?}"),
+    }
+}
+
+async fn submit(page: &mut Page, user: &str, password: &str) {
+    let js = format!(
+        "document.getElementById('user').value = {}; document.getElementById('password').value = {}; \
+         document.getElementById('sign-in').requestSubmit(); true",
+        json!(user),
+        json!(password)
+    );
+    page.eval(&js).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_signs_in_shows_the_desktop_and_types() {
+    let (user, password) = account();
+    rebond_testkit::ensure_account(&user, &password).unwrap();
+    let ws = Shadow::start(Security::Tls).unwrap();
+    let gw = gateway();
+    gw.add_user(&user, &password).unwrap();
+    gw.route_pinned(&user, &ws.url()).unwrap();
+
+    let chromium = Chromium::start("fr-FR", 1280, 800).unwrap();
+    let mut page = chromium.page().await.unwrap();
+    page.set_language("fr-FR").await.unwrap();
+    page.navigate(&gw.url()).await.unwrap();
+    page.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
+    let heading = page.eval("document.getElementById('heading').textContent").await.unwrap();
+    assert_eq!(heading, "Connectez-vous pour retrouver votre poste de travail");
+
+    // A wrong password: one clear sentence, in French, with its code.
+    submit(&mut page, &user, "not-the-password").await;
+    page.wait_for("!document.getElementById('error').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
+    let sentence = page.eval("document.getElementById('error-sentence').textContent").await.unwrap();
+    assert_eq!(sentence, "Nom d'utilisateur ou mot de passe incorrect.");
+    assert_eq!(page.eval("document.getElementById('error-code').textContent").await.unwrap(), "RB-1 bad_credentials");
+
+    // Then the right one: the desktop fills the page.
+    page.eval("document.getElementById('again').click(); true").await.unwrap();
+    submit(&mut page, &user, &password).await;
+    page.wait_for(
+        "!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.eval("document.getElementById('screen').width").await.unwrap(), 1280);
+    assert_eq!(page.eval("document.getElementById('password').value").await.unwrap(), "", "the page forgets the password");
+
+    // Keystrokes typed in the page reach the terminal.
+    page.eval("document.getElementById('screen').focus(); true").await.unwrap();
+    let marker = PathBuf::from(format!("/tmp/rebond-chromium-{}", rebond_testkit::unique()));
+    for c in format!("touch {}", marker.display()).chars() {
+        let (code, key) = code_of(c);
+        page.press(&code, &key, 0).await.unwrap();
+    }
+    page.press("Enter", "Enter", 0).await.unwrap();
+    assert!(wait_for_file(&marker, Duration::from_secs(10)).await, "keys typed in the page did not reach the workstation");
+    let _ = std::fs::remove_file(&marker);
+
+    // The canvas shows what the workstation's screen shows.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let shot = chromium.profile.join("workstation.png");
+    ws.display.screenshot(&shot).unwrap();
+    let data_url = page.eval("document.getElementById('screen').toDataURL('image/png')").await.unwrap();
+    let canvas_png = chromium.profile.join("canvas.png");
+    let b64 = data_url.as_str().unwrap().trim_start_matches("data:image/png;base64,");
+    use base64::Engine as _;
+    std::fs::write(&canvas_png, base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
+    let (_, _, canvas) = rebond_testkit::read_png(&canvas_png).unwrap();
+    assert_same_picture(&canvas, &shot, "canvas in Chromium");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `rebond` binary between real workstations (FreeRDP's
+//! shadow server, xrdp), the probe, and headless Chromium. `scripts/test` installs
+//! the packages; the tests start and stop every server themselves.
+
+mod browser;
+mod common;
+mod pixels_only;
+mod refusals;
+mod session;
