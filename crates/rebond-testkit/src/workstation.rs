@@ -19,7 +19,8 @@ pub struct Display {
 }
 
 impl Display {
-    pub fn start(width: u32, height: u32, dir: &Path) -> anyhow::Result<Self> {
+    /// Starts the display; the terminal runs as `run_as` (root if `None`).
+    pub fn start(width: u32, height: u32, dir: &Path, run_as: Option<&str>) -> anyhow::Result<Self> {
         static NEXT: Mutex<u32> = Mutex::new(0);
         let number = {
             let mut next = NEXT.lock().unwrap();
@@ -49,7 +50,14 @@ impl Display {
         // A terminal filling the screen: keys typed anywhere reach it.
         let cols = width / 6;
         let rows = height / 13;
-        let mut term = Command::new("xterm");
+        let mut term = match run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--", "xterm"]);
+                c
+            }
+            None => Command::new("xterm"),
+        };
         term.env("DISPLAY", format!(":{number}"))
             .args(["-geometry", &format!("{cols}x{rows}+0+0"), "-fa", "", "-bg", "white", "-fg", "black"])
             .current_dir("/tmp");
@@ -87,8 +95,13 @@ pub struct Shadow {
 
 impl Shadow {
     pub fn start(security: Security) -> anyhow::Result<Self> {
+        Self::start_for(security, None)
+    }
+
+    /// Like [`Shadow::start`], with the terminal running as `owner` (as on a person's PC).
+    pub fn start_for(security: Security, owner: Option<&str>) -> anyhow::Result<Self> {
         let dir = temp_dir("shadow");
-        let display = Display::start(1280, 800, &dir)?;
+        let display = Display::start(1280, 800, &dir, owner)?;
         let port = free_port();
         let mut cmd = Command::new("freerdp-shadow-cli");
         cmd.env("DISPLAY", format!(":{}", display.number))
