@@ -76,13 +76,7 @@ impl Store {
         if password.is_empty() {
             return Err(StoreError::EmptyPassword);
         }
-        let hash = hash_password(password)?;
-        self.db.execute(
-            "INSERT INTO users (name, password_hash) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash",
-            params![normalize_user(name), hash],
-        )?;
-        Ok(())
+        self.upsert_user(name, &hash_password(password)?)
     }
 
     /// Adds a user with an Argon2 hash computed elsewhere (configuration files).
@@ -91,6 +85,10 @@ impl Store {
             return Err(StoreError::UserName(name.to_owned()));
         }
         PasswordHash::new(hash).map_err(|e| StoreError::Hash(e.to_string()))?;
+        self.upsert_user(name, hash)
+    }
+
+    fn upsert_user(&self, name: &str, hash: &str) -> Result<(), StoreError> {
         self.db.execute(
             "INSERT INTO users (name, password_hash) VALUES (?1, ?2)
              ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash",

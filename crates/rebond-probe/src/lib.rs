@@ -57,6 +57,8 @@ pub struct ProbeReport {
     pub tiles_png: u64,
     pub tiles_jpeg: u64,
     pub keys_sent: u64,
+    /// Pointer shapes received (the workstation's cursor, drawn by the browser).
+    pub pointer_shapes: u64,
     /// Seconds measured after the first frame.
     pub measured_seconds: f64,
     /// Bytes per second to the browser after the first frame.
@@ -215,6 +217,7 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                         report.error = Some(ProbeError::from_code(code));
                         break;
                     }
+                    Ok(Downlink::PointerShape { .. }) => report.pointer_shapes += 1,
                     Ok(_) => {}
                     Err(e) => anyhow::bail!("the gateway sent an undecodable message: {e}"),
                 }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rebond_testkit::browser::{Chromium, Page};
-use rebond_testkit::workstation::{Security, Shadow};
 use serde_json::json;
 
 use crate::common::*;
@@ -35,12 +34,7 @@ async fn submit(page: &mut Page, user: &str, password: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn page_signs_in_shows_the_desktop_and_types() {
-    let (user, password) = account();
-    rebond_testkit::ensure_account(&user, &password).unwrap();
-    let ws = Shadow::start(Security::Tls).unwrap();
-    let gw = gateway();
-    gw.add_user(&user, &password).unwrap();
-    gw.route_pinned(&user, &ws.url()).unwrap();
+    let Setup { user, password, ws, gw } = Setup::tls();
 
     let chromium = Chromium::start("fr-FR", 1280, 800).unwrap();
     let mut page = chromium.page().await.unwrap();

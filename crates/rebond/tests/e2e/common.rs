@@ -1,8 +1,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures_util::SinkExt as _;
 use rebond_probe::{Framebuffer, ProbeOptions, ProbeReport};
 use rebond_testkit::gateway::Gateway;
+use rebond_testkit::workstation::{Security, Shadow};
+use rebond_wire::{Downlink, ErrorCode, Uplink};
+use tokio_tungstenite::tungstenite::Message;
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_rebond");
 
@@ -42,7 +46,20 @@ fn zeroize_string(s: &str) -> rebond_probe::Password {
 }
 
 pub async fn probe(gw: &Gateway, user: &str, password: &str, type_text: Option<&str>, seconds: u64) -> (ProbeReport, Framebuffer) {
+    probe_in(gw, user, password, type_text, seconds, "en-US").await
+}
+
+/// A probe whose browser speaks `language` (which sets the workstation's keyboard layout).
+pub async fn probe_in(
+    gw: &Gateway,
+    user: &str,
+    password: &str,
+    type_text: Option<&str>,
+    seconds: u64,
+    language: &str,
+) -> (ProbeReport, Framebuffer) {
     let mut opts = options(gw, user, password);
+    opts.language = language.to_owned();
     opts.type_text = type_text.map(str::to_owned);
     opts.duration = Duration::from_secs(seconds);
     rebond_probe::run(opts).await.expect("the probe reaches the gateway")
@@ -69,4 +86,85 @@ pub fn assert_same_picture(client_rgba: &[u8], screen_png: &Path, what: &str) {
     assert_eq!((w, h), (1280, 800), "{what}: workstation screen size");
     let same = rebond_testkit::same_pixels(client_rgba, &screen);
     assert!(same > 0.995, "{what}: only {:.2}% of the pixels match the workstation's screen", same * 100.0);
+}
+
+/// A shadow workstation, its account, and a gateway that routes the account to it
+/// (the workstation's certificate pinned).
+pub struct Setup {
+    pub user: String,
+    pub password: String,
+    pub ws: rebond_testkit::workstation::Shadow,
+    pub gw: Gateway,
+}
+
+impl Setup {
+    /// NLA: the workstation knows the account from its SAM file.
+    pub fn nla() -> Self {
+        let (user, password) = account();
+        let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() }).unwrap();
+        Self::routed(user, password, ws, gateway())
+    }
+
+    /// TLS: the workstation checks a Linux account with PAM.
+    pub fn tls() -> Self {
+        Self::tls_with(gateway())
+    }
+
+    pub fn tls_with(gw: Gateway) -> Self {
+        let (user, password) = account();
+        rebond_testkit::ensure_account(&user, &password).unwrap();
+        let ws = Shadow::start(Security::Tls).unwrap();
+        Self::routed(user, password, ws, gw)
+    }
+
+    fn routed(user: String, password: String, ws: Shadow, gw: Gateway) -> Self {
+        gw.add_user(&user, &password).unwrap();
+        gw.route_pinned(&user, &ws.url()).unwrap();
+        Self { user, password, ws, gw }
+    }
+
+    /// Another person with an account on the same workstation (TLS workstations only).
+    pub fn another_person(&self) -> (String, String) {
+        let (user, password) = account();
+        rebond_testkit::ensure_account(&user, &password).unwrap();
+        self.gw.add_user(&user, &password).unwrap();
+        self.gw.route_pinned(&user, &self.ws.url()).unwrap();
+        (user, password)
+    }
+
+    pub async fn sign_in(&self) -> rebond_probe::Client {
+        rebond_probe::Client::sign_in(&options(&self.gw, &self.user, &self.password)).await.unwrap().unwrap()
+    }
+}
+
+/// Reads until the first frame ends (acknowledging it); panics if the session ends.
+pub async fn first_frame(ws: &mut rebond_probe::Socket) -> Vec<Downlink> {
+    let mut seen = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), rebond_probe::next_message(ws))
+            .await
+            .expect("a frame within 20 s")
+            .expect("a valid message")
+            .expect("the socket stays open");
+        match msg {
+            Downlink::FrameEnd { seq } => {
+                ws.send(Message::Binary(Uplink::FrameAck { seq }.encode().into())).await.unwrap();
+                seen.push(msg);
+                return seen;
+            }
+            Downlink::Error { code } => panic!("session ended: {code}"),
+            other => seen.push(other),
+        }
+    }
+}
+
+/// Reads until the socket closes and returns the error code it ended with.
+pub async fn end_code(ws: &mut rebond_probe::Socket) -> Option<ErrorCode> {
+    let mut code = None;
+    while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_secs(10), rebond_probe::next_message(ws)).await {
+        if let Downlink::Error { code: c } = m {
+            code = Some(c);
+        }
+    }
+    code
 }

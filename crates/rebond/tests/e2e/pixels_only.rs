@@ -4,38 +4,18 @@
 use std::time::Duration;
 
 use futures_util::SinkExt as _;
-use rebond_probe::{next_message, Client};
-use rebond_testkit::workstation::{Security, Shadow};
-use rebond_wire::{Downlink, ErrorCode};
+use rebond_probe::Client;
+use rebond_wire::ErrorCode;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
 
-async fn first_frame(ws: &mut rebond_probe::Socket) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), next_message(ws)).await.unwrap().unwrap() {
-            Some(Downlink::FrameEnd { .. }) => return,
-            Some(Downlink::Error { code }) => panic!("{code}"),
-            Some(_) => {}
-            None => panic!("closed"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn forbidden_uplink_messages_end_only_their_session() {
-    let (user, password) = account();
-    let (bystander, bystander_pw) = account();
-    let ws = Shadow::start(Security::Tls).unwrap();
-    rebond_testkit::ensure_account(&user, &password).unwrap();
-    rebond_testkit::ensure_account(&bystander, &bystander_pw).unwrap();
-    let gw = gateway();
-    for (u, p) in [(&user, &password), (&bystander, &bystander_pw)] {
-        gw.add_user(u, p).unwrap();
-        gw.route_pinned(u, &ws.url()).unwrap();
-    }
+    let s = Setup::tls();
+    let (bystander, bystander_pw) = s.another_person();
     // Another person's session, running all along.
-    let other = Client::sign_in(&options(&gw, &bystander, &bystander_pw)).await.unwrap().unwrap();
+    let other = Client::sign_in(&options(&s.gw, &bystander, &bystander_pw)).await.unwrap().unwrap();
     let mut other_socket = other.open_socket().await.unwrap();
     first_frame(&mut other_socket).await;
 
@@ -48,35 +28,25 @@ async fn forbidden_uplink_messages_end_only_their_session() {
         ("scancode outside the keyboard", Message::Binary(vec![0x81, 0xe0, 0, 1].into())),
     ];
     for (what, msg) in forbidden {
-        let client = Client::sign_in(&options(&gw, &user, &password)).await.unwrap().unwrap();
+        let client = s.sign_in().await;
         let mut socket = client.open_socket().await.unwrap();
         first_frame(&mut socket).await;
         socket.send(msg).await.unwrap();
-        let mut code = None;
-        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), next_message(&mut socket)).await.unwrap_or(Ok(None)) {
-            if let Downlink::Error { code: c } = m {
-                code = Some(c);
-            }
-        }
-        assert_eq!(code, Some(ErrorCode::ForbiddenMessage), "{what}");
+        assert_eq!(end_code(&mut socket).await, Some(ErrorCode::ForbiddenMessage), "{what}");
     }
-    let log = gw.log_text();
+    let log = s.gw.log_text();
     assert!(log.matches("uplink violation").count() >= 6, "each violation is recorded:\n{log}");
 
     // The bystander's session is untouched and still live.
     other_socket.send(Message::Binary(rebond_wire::Uplink::Keepalive.encode().into())).await.unwrap();
-    let (report, _) = probe(&gw, &bystander, &bystander_pw, None, 1).await;
+    let (report, _) = probe(&s.gw, &bystander, &bystander_pw, None, 1).await;
     assert!(report.error.is_none(), "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn passwords_and_tokens_never_reach_logs_or_disk() {
-    let (user, password) = account();
-    let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() }).unwrap();
-    let gw = gateway();
-    gw.add_user(&user, &password).unwrap();
-    gw.route_pinned(&user, &ws.url()).unwrap();
-    let client = Client::sign_in(&options(&gw, &user, &password)).await.unwrap().unwrap();
+    let s = Setup::nla();
+    let client = s.sign_in().await;
     let mut socket = client.open_socket().await.unwrap();
     first_frame(&mut socket).await;
     let token = client.cookie().trim_start_matches("rebond_session=").to_owned();
@@ -84,8 +54,8 @@ async fn passwords_and_tokens_never_reach_logs_or_disk() {
     drop(socket);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let mut files = vec![gw.log.clone()];
-    let mut stack = vec![gw.data.clone()];
+    let mut files = vec![s.gw.log.clone()];
+    let mut stack = vec![s.gw.data.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
             let path = entry.path();
@@ -98,7 +68,7 @@ async fn passwords_and_tokens_never_reach_logs_or_disk() {
     }
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
-        for secret in [password.as_bytes(), token.as_bytes()] {
+        for secret in [s.password.as_bytes(), token.as_bytes()] {
             assert!(!bytes.windows(secret.len()).any(|w| w == secret), "a secret is written in {}", file.display());
         }
     }

@@ -78,27 +78,18 @@ async fn workstation_refuses_the_credentials_with_tls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn workstation_with_an_unexpected_certificate() {
-    let (user, password) = account();
-    let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() }).unwrap();
-    let gw = gateway();
-    gw.add_user(&user, &password).unwrap();
-    gw.cli(&["route", "set", &user, &ws.url(), "--pin", &"AB".repeat(32)], None).unwrap();
-    let (report, _) = probe(&gw, &user, &password, None, 1).await;
+    let s = Setup::nla();
+    s.gw.cli(&["route", "set", &s.user, &s.ws.url(), "--pin", &"AB".repeat(32)], None).unwrap();
+    let (report, _) = probe(&s.gw, &s.user, &s.password, None, 1).await;
     assert_eq!(error_code(&report), Some("workstation_certificate_untrusted"), "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_at_capacity() {
-    let (user, password) = account();
-    let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() }).unwrap();
-    let gw = gateway_with("max_sessions = 1\n");
-    gw.add_user(&user, &password).unwrap();
-    gw.add_user("dave", "pw-dave").unwrap();
-    gw.route_pinned(&user, &ws.url()).unwrap();
-    gw.route_pinned("dave", &ws.url()).unwrap();
-    let first = rebond_probe::Client::sign_in(&options(&gw, &user, &password)).await.unwrap();
-    assert!(first.is_ok());
-    let (report, _) = probe(&gw, "dave", "pw-dave", None, 1).await;
+    let s = Setup::tls_with(gateway_with("max_sessions = 1\n"));
+    let (dave, dave_pw) = s.another_person();
+    let _first = s.sign_in().await;
+    let (report, _) = probe(&s.gw, &dave, &dave_pw, None, 1).await;
     assert_eq!(error_code(&report), Some("gateway_at_capacity"), "{report:?}");
 }
 

@@ -3,57 +3,44 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::SinkExt as _;
-use rebond_probe::{next_message, Client};
-use rebond_testkit::workstation::{Security, Shadow, Xrdp};
-use rebond_wire::{Downlink, ErrorCode, Uplink};
-use tokio_tungstenite::tungstenite::Message;
+use rebond_testkit::gateway::Gateway;
+use rebond_testkit::workstation::{Display, Xrdp};
+use rebond_wire::{Downlink, ErrorCode};
 
 use crate::common::*;
 
 /// Signs in, receives the desktop, types a command that writes a file, finds the file,
-/// and checks that the picture equals the workstation's own screen.
-async fn works_on(gw: &rebond_testkit::gateway::Gateway, user: &str, password: &str, screen: Option<&rebond_testkit::workstation::Display>) {
+/// and (given the workstation's screen) checks that the picture equals it.
+async fn works_on(gw: &Gateway, user: &str, password: &str, screen: Option<&Display>) {
     let marker = PathBuf::from(format!("/tmp/rebond-e2e-{}", rebond_testkit::unique()));
     let command = format!("touch {}{{Enter}}", marker.display());
-    let (report, fb) = probe(gw, user, password, Some(&command), 2).await;
+    let (report, _) = probe(gw, user, password, Some(&command), 2).await;
     assert_eq!(report.error.as_ref().map(|e| e.code.clone()), None, "{report:?}\n{}", gw.log_text());
     assert_eq!((report.desktop_width, report.desktop_height), (1280, 800));
     assert!(report.time_to_first_frame_ms.is_some() && report.frames >= 1, "{report:?}");
     assert!(wait_for_file(&marker, Duration::from_secs(10)).await, "typed command did not run: {report:?}");
     let _ = std::fs::remove_file(&marker);
     if let Some(display) = screen {
-        // The terminal now shows the command; give the last frame a moment, then compare.
         let shot = std::env::temp_dir().join(format!("rebond-screen-{}.png", rebond_testkit::unique()));
-        let (report2, fb2) = probe(gw, user, password, None, 1).await;
-        assert!(report2.error.is_none(), "{report2:?}");
+        let (report, fb) = probe(gw, user, password, None, 1).await;
+        assert!(report.error.is_none(), "{report:?}");
         display.screenshot(&shot).unwrap();
-        assert_same_picture(&fb2.rgba, &shot, "shadow desktop");
+        assert_same_picture(&fb.rgba, &shot, "desktop seen through the gateway");
         let _ = std::fs::remove_file(&shot);
-        let _ = fb;
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shadow_workstation_with_tls() {
-    let (user, password) = account();
-    rebond_testkit::ensure_account(&user, &password).unwrap();
-    let ws = Shadow::start(Security::Tls).unwrap();
-    let gw = gateway();
-    gw.add_user(&user, &password).unwrap();
-    gw.route_pinned(&user, &ws.url()).unwrap();
-    works_on(&gw, &user, &password, Some(&ws.display)).await;
+    let s = Setup::tls();
+    works_on(&s.gw, &s.user, &s.password, Some(&s.ws.display)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shadow_workstation_with_nla_single_sign_on() {
-    let (user, password) = account();
-    let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() }).unwrap();
-    let gw = gateway();
-    gw.add_user(&user, &password).unwrap();
-    gw.route_pinned(&user, &ws.url()).unwrap();
-    works_on(&gw, &user, &password, None).await;
-    assert!(gw.log_text().contains("nla=true"), "the session used NLA");
+    let s = Setup::nla();
+    works_on(&s.gw, &s.user, &s.password, None).await;
+    assert!(s.gw.log_text().contains("nla=true"), "the session used NLA");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,6 +52,26 @@ async fn xrdp_workstation_verified_by_its_ca() {
     gw.add_user(&user, &password).unwrap();
     gw.cli(&["route", "set", &user, &ws.url(), "--ca", ws.ca.to_str().unwrap()], None).unwrap();
     works_on(&gw, &user, &password, None).await;
+    let (report, _) = probe(&gw, &user, &password, None, 1).await;
+    assert!(report.pointer_shapes >= 1, "the workstation's pointer shape reaches the browser: {report:?}");
+
+    // A French browser gets an AZERTY keyboard: the physical keys Q A W Z type a q z w.
+    let (french, french_pw) = account();
+    ws.add_account(&french, &french_pw).unwrap();
+    gw.add_user(&french, &french_pw).unwrap();
+    gw.cli(&["route", "set", &french, &ws.url(), "--ca", ws.ca.to_str().unwrap()], None).unwrap();
+    for f in ["/tmp/waqz", "/tmp/zqaw"] {
+        let _ = std::fs::remove_file(f);
+    }
+    let (report, _) = probe_in(&gw, &french, &french_pw, Some("touch zqaw{Enter}"), 2, "fr-FR").await;
+    assert!(report.error.is_none(), "{report:?}");
+    assert!(wait_for_file(std::path::Path::new("/tmp/waqz"), Duration::from_secs(10)).await, "AZERTY layout applied");
+    assert!(!std::path::Path::new("/tmp/zqaw").exists());
+    let _ = std::fs::remove_file("/tmp/waqz");
+
+    // Closing the session on the workstation ends it for the person, with its own code.
+    let (report, _) = probe(&gw, &user, &password, Some("exit{Enter}"), 10).await;
+    assert_eq!(error_code(&report), Some("session_ended_at_workstation"), "{report:?}\n{}", gw.log_text());
 }
 
 fn kind(m: &Downlink) -> String {
@@ -74,82 +81,37 @@ fn kind(m: &Downlink) -> String {
     }
 }
 
-async fn until_first_frame(ws: &mut rebond_probe::Socket) -> Vec<Downlink> {
-    let mut seen = Vec::new();
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(20), next_message(ws))
-            .await
-            .expect("a frame within 20 s")
-            .expect("a valid message")
-            .expect("the socket stays open");
-        let end = matches!(msg, Downlink::FrameEnd { .. });
-        if let Downlink::FrameEnd { seq } = msg {
-            ws.send(Message::Binary(Uplink::FrameAck { seq }.encode().into())).await.unwrap();
-        }
-        if let Downlink::Error { code } = msg {
-            panic!("session ended: {code}");
-        }
-        seen.push(msg);
-        if end {
-            return seen;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn network_drop_resumes_the_same_session_without_password() {
-    let (user, password) = account();
-    let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() }).unwrap();
-    let gw = gateway();
-    gw.add_user(&user, &password).unwrap();
-    gw.route_pinned(&user, &ws.url()).unwrap();
-    let client = Client::sign_in(&options(&gw, &user, &password)).await.unwrap().unwrap();
-
+    let s = Setup::nla();
+    let client = s.sign_in().await;
     let mut socket = client.open_socket().await.unwrap();
-    let first = until_first_frame(&mut socket).await;
+    let first = first_frame(&mut socket).await;
     assert!(matches!(first[0], Downlink::Hello { version: 1 }));
     drop(socket); // the network drops
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut again = client.open_socket().await.unwrap();
-    let resumed = until_first_frame(&mut again).await;
+    let resumed = first_frame(&mut again).await;
     let kinds: Vec<String> = resumed.iter().map(kind).collect();
-    assert!(resumed.iter().any(|m| matches!(m, Downlink::DesktopSize { width: 1280, height: 800 })), "{kinds:?}");
-    let tiles = resumed.iter().filter(|m| matches!(m, Downlink::Tile { .. })).count();
-    assert!(tiles > 0, "the whole picture is sent again");
-    let log = gw.log_text();
+    assert!(matches!(resumed[1], Downlink::DesktopSize { width: 1280, height: 800 }), "{kinds:?}");
+    assert!(resumed.iter().any(|m| matches!(m, Downlink::Tile { .. })), "the whole picture is sent again: {kinds:?}");
+    let log = s.gw.log_text();
     assert_eq!(log.matches("bounce worker started").count(), 1, "same worker, same RDP session:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_sign_in_takes_the_session_over() {
-    let (user, password) = account();
-    let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() }).unwrap();
-    let gw = gateway();
-    gw.add_user(&user, &password).unwrap();
-    gw.route_pinned(&user, &ws.url()).unwrap();
-    let first = Client::sign_in(&options(&gw, &user, &password)).await.unwrap().unwrap();
+    let s = Setup::nla();
+    let first = s.sign_in().await;
     let mut first_socket = first.open_socket().await.unwrap();
-    until_first_frame(&mut first_socket).await;
+    first_frame(&mut first_socket).await;
 
-    let second = Client::sign_in(&options(&gw, &user, &password)).await.unwrap().unwrap();
-    let ended = loop {
-        match tokio::time::timeout(Duration::from_secs(10), next_message(&mut first_socket)).await.unwrap().unwrap() {
-            Some(Downlink::Error { code }) => break code,
-            Some(_) => continue,
-            None => panic!("closed without a reason"),
-        }
-    };
-    assert_eq!(ended, ErrorCode::SessionTakenOver);
+    let second = s.sign_in().await;
+    assert_eq!(end_code(&mut first_socket).await, Some(ErrorCode::SessionTakenOver));
     let mut second_socket = second.open_socket().await.unwrap();
-    until_first_frame(&mut second_socket).await;
+    first_frame(&mut second_socket).await;
     // The first page's cookie no longer opens anything.
     let mut stale = first.open_socket().await.unwrap();
-    let mut code = None;
-    while let Some(m) = next_message(&mut stale).await.unwrap() {
-        if let Downlink::Error { code: c } = m {
-            code = Some(c);
-        }
-    }
-    assert_eq!(code, Some(ErrorCode::SessionTakenOver));
+    assert_eq!(end_code(&mut stale).await, Some(ErrorCode::SessionTakenOver));
 }
