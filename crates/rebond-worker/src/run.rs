@@ -382,7 +382,10 @@ impl Worker {
 
     /// Sends a frame if the page has room for one.
     async fn flush<W: AsyncWrite + Unpin>(&mut self, out: &mut Out<W>) -> Result<(), ()> {
+        // Nothing is sent before the workstation has drawn: a blank picture would only
+        // cost bytes and make the first frame look earlier than the desktop.
         if self.attached
+            && self.drawn
             && self.encoder.has_damage()
             && self.next_seq - 1 - self.acked < FRAMES_IN_FLIGHT
         {
