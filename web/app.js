@@ -324,5 +324,5 @@ function setUp() {
 await loadTexts();
 setUp();
 // A page that comes back (reload, network drop) resumes its session if it has one.
-showProgress('stage_1', 0);
+showProgress('signing_in', 0);
 connect();

@@ -115,3 +115,66 @@ async fn second_sign_in_takes_the_session_over() {
     let mut stale = first.open_socket().await.unwrap();
     assert_eq!(end_code(&mut stale).await, Some(ErrorCode::SessionTakenOver));
 }
+
+/// Sends keys as the page would (physical keys, US positions).
+async fn type_keys(ws: &mut rebond_probe::Socket, text: &str) {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::Binary(rebond_wire::Uplink::PointerMove { x: 640, y: 400 }.encode().into())).await.unwrap();
+    for k in rebond_probe::parse_keys(text).unwrap() {
+        let msg = rebond_wire::Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down };
+        ws.send(Message::Binary(msg.encode().into())).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_page_gets_the_latest_picture_not_a_backlog() {
+    let s = Setup::nla();
+    let client = s.sign_in().await;
+    let mut socket = client.open_socket().await.unwrap();
+    first_frame(&mut socket).await;
+    // The terminal prints as fast as it can; the page stops acknowledging frames.
+    type_keys(&mut socket, "while true; do ls -lR /usr; done{Enter}").await;
+    let mut unacked = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok(Some(m))) = tokio::time::timeout_at(until, rebond_probe::next_message(&mut socket)).await {
+        if let Downlink::FrameEnd { seq } = m {
+            unacked.push(seq);
+        }
+    }
+    assert!(!unacked.is_empty() && unacked.len() <= 2, "at most two frames in flight, got {unacked:?}");
+    // The page catches up: frames flow again, and the next one carries the latest tiles.
+    use futures_util::SinkExt as _;
+    let last = *unacked.last().unwrap();
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Binary(rebond_wire::Uplink::FrameAck { seq: last }.encode().into()))
+        .await
+        .unwrap();
+    let more = first_frame(&mut socket).await;
+    assert!(more.iter().any(|m| matches!(m, Downlink::FrameEnd { seq } if *seq > last)));
+    type_keys(&mut socket, "{Ctrl+c}").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_worker_ends_only_its_own_session() {
+    let s = Setup::tls();
+    let (other, other_pw) = s.another_person();
+    let bystander = rebond_probe::Client::sign_in(&options(&s.gw, &other, &other_pw)).await.unwrap().unwrap();
+    let mut bystander_socket = bystander.open_socket().await.unwrap();
+    first_frame(&mut bystander_socket).await;
+
+    let victim = s.sign_in().await;
+    let mut socket = victim.open_socket().await.unwrap();
+    first_frame(&mut socket).await;
+    let log = s.gw.log_text();
+    let line = log.lines().filter(|l| l.contains("bounce worker started") && l.contains(&s.user)).last().unwrap();
+    let pid = line.split("pid=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    assert_eq!(end_code(&mut socket).await, Some(ErrorCode::WorkerFailed));
+
+    // The other person carries on, and the victim can sign in again.
+    let (report, _) = probe(&s.gw, &other, &other_pw, None, 1).await;
+    assert!(report.error.is_none(), "{report:?}");
+    let (report, _) = probe(&s.gw, &s.user, &s.password, None, 1).await;
+    assert!(report.error.is_none(), "{report:?}");
+}
