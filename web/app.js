@@ -35,7 +35,7 @@ const T = { // uplink message types
 };
 const D = { // downlink message types
   HELLO: 0x01, STATUS: 0x02, SIZE: 0x03, TILE: 0x04, FRAME_END: 0x05, POINTER: 0x06,
-  POINTER_HIDDEN: 0x07, POINTER_DEFAULT: 0x08, ERROR: 0x09,
+  POINTER_HIDDEN: 0x07, POINTER_DEFAULT: 0x08, ERROR: 0x09, NOTICE: 0x0a,
 };
 const CODEC_MIME = { 1: 'image/png', 2: 'image/jpeg' };
 
@@ -260,6 +260,15 @@ function onMessage(ev) {
       const code = view.getUint16(1, true);
       if (code === 10 && !everConnected) { ended = true; showSignIn(); break; } // no session yet
       showError(code);
+      break;
+    }
+    case D.NOTICE: {
+      const seconds = view.getUint32(2, true);
+      if (data[1] === 1) {
+        $('desktop').dataset.message = t('draining').replace('{seconds}', String(seconds));
+        $('desktop').classList.add('overlay');
+        setTimeout(() => $('desktop').classList.remove('overlay'), 15000);
+      }
       break;
     }
     default:

@@ -21,6 +21,10 @@ pub struct Config {
     /// How long a session waits for its page to come back after the network drops.
     #[serde(default = "default_grace")]
     pub reconnect_grace_seconds: u64,
+    /// On SIGTERM or `rebond drain`: how long to wait for sessions to end before
+    /// closing them (match the orchestrator's termination grace period).
+    #[serde(default = "default_drain_deadline")]
+    pub drain_deadline_seconds: u64,
     /// How long to wait for a workstation to answer.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_seconds: u64,
@@ -82,6 +86,9 @@ fn default_max_sessions() -> usize {
 }
 fn default_grace() -> u64 {
     120
+}
+fn default_drain_deadline() -> u64 {
+    600
 }
 fn default_connect_timeout() -> u64 {
     10

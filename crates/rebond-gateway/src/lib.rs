@@ -7,6 +7,7 @@
 //! INVARIANT: a worker's crash ends its own session only.
 
 pub mod config;
+mod metrics;
 mod sessions;
 pub mod tls;
 mod web;
@@ -30,6 +31,7 @@ pub struct Gateway {
     store: Mutex<Store>,
     sessions: Arc<sessions::Registry>,
     draining: AtomicBool,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// Creates a random session token (256 bits, URL-safe).
@@ -63,11 +65,13 @@ impl Gateway {
                 warn!(user = %r.user, workstation = %r.workstation, "route does not verify the workstation's certificate");
             }
         }
+        let metrics = Arc::new(metrics::Metrics::default());
         Ok(Arc::new(Self {
             config,
             store: Mutex::new(store),
-            sessions: sessions::Registry::new(worker_exe),
+            sessions: sessions::Registry::new(worker_exe, metrics.clone()),
             draining: AtomicBool::new(false),
+            metrics,
         }))
     }
 
@@ -156,7 +160,13 @@ impl Gateway {
         Zeroizing::new(serde_json::to_vec(&start).expect("serializable"))
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then ends every session politely.
+    /// Whether this node takes new sessions (for `/readyz` and load balancers).
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.sessions.count() < self.config.max_sessions
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then drains: no new sessions, pages told,
+    /// sessions given until the deadline to end, the rest closed politely.
     pub async fn serve(self: Arc<Self>) -> anyhow::Result<()> {
         let (tls, fingerprint) = tls::server_config(self.config.tls.as_ref(), &self.config.data_dir)?;
         let listen = self.config.listen;
@@ -164,25 +174,52 @@ impl Gateway {
         let server = axum_server::bind_rustls(listen, axum_server::tls_rustls::RustlsConfig::from_config(tls))
             .handle(handle.clone())
             .serve(web::router(self.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>());
+        let pid_file = self.config.data_dir.join("rebond.pid");
+        std::fs::write(&pid_file, std::process::id().to_string())
+            .with_context(|| format!("cannot write {}", pid_file.display()))?;
         let gw = self.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
-            gw.draining.store(true, Ordering::Relaxed);
-            let live = gw.sessions.all();
-            info!(sessions = live.len(), "stopping: ending every session");
-            for s in &live {
-                s.stop(Some(ErrorCode::GatewayShuttingDown));
-            }
-            for _ in 0..50 {
-                if gw.sessions.count() == 0 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+            gw.drain().await;
             handle.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
         });
-        info!(%listen, certificate_sha256 = %fingerprint, "gateway listening");
-        server.await.with_context(|| format!("cannot serve on {listen}"))
+        info!(%listen, certificate_sha256 = %fingerprint, "gateway listening on https://{listen}/");
+        let served = server.await.with_context(|| format!("cannot serve on {listen}"));
+        let _ = std::fs::remove_file(&pid_file);
+        served
+    }
+
+    async fn drain(&self) {
+        use std::time::{Duration, Instant};
+        self.draining.store(true, Ordering::Relaxed);
+        let deadline = Duration::from_secs(self.config.drain_deadline_seconds);
+        let live = self.sessions.all();
+        info!(sessions = live.len(), deadline_seconds = deadline.as_secs(), "draining: no new sessions");
+        let notice = rebond_wire::Downlink::Notice {
+            notice: rebond_wire::Notice::Draining,
+            seconds: deadline.as_secs().try_into().unwrap_or(u32::MAX),
+        };
+        for s in &live {
+            s.notify(notice.encode());
+        }
+        let until = Instant::now() + deadline;
+        while self.sessions.count() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let left = self.sessions.all();
+        if !left.is_empty() {
+            info!(sessions = left.len(), "drain deadline reached: closing the remaining sessions");
+        }
+        for s in &left {
+            s.stop(Some(ErrorCode::GatewayShuttingDown));
+        }
+        for _ in 0..50 {
+            if self.sessions.count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        info!("drained");
     }
 }
 

@@ -103,6 +103,13 @@ impl Session {
         }
     }
 
+    /// Sends a message to the attached page, if any (never blocks).
+    pub fn notify(&self, msg: Vec<u8>) {
+        if let Some((_, tx)) = self.state.lock().unwrap().socket.as_ref() {
+            let _ = tx.try_send(Outgoing::Message(msg));
+        }
+    }
+
     /// Whether a socket came back since `generation` detached.
     pub fn reattached_since(&self, generation: u64) -> bool {
         let st = self.state.lock().unwrap();
@@ -126,6 +133,7 @@ impl Session {
 /// The live sessions of this node.
 pub struct Registry {
     worker_exe: PathBuf,
+    metrics: Arc<crate::metrics::Metrics>,
     next_id: AtomicU64,
     inner: Mutex<Inner>,
 }
@@ -148,8 +156,8 @@ pub enum Admission {
 }
 
 impl Registry {
-    pub fn new(worker_exe: PathBuf) -> Arc<Self> {
-        Arc::new(Self { worker_exe, next_id: AtomicU64::new(1), inner: Mutex::new(Inner::default()) })
+    pub fn new(worker_exe: PathBuf, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
+        Arc::new(Self { worker_exe, metrics, next_id: AtomicU64::new(1), inner: Mutex::new(Inner::default()) })
     }
 
     pub fn count(&self) -> usize {
@@ -229,6 +237,7 @@ impl Registry {
             state: Mutex::new(SessionState { token, socket: None, synced: false, generation: 0, status: None, ended: None, error_sent: false }),
         });
         info!(session = id, %user, pid = child.id(), "bounce worker started");
+        crate::metrics::Metrics::add(&self.metrics.sessions_started, 1);
 
         // Writer: the start request first (then wiped), then whatever the gateway says.
         tokio::spawn(async move {
@@ -291,6 +300,7 @@ impl Registry {
                 (code, st.socket.take(), st.error_sent)
             };
             if code == ErrorCode::WorkerFailed {
+                crate::metrics::Metrics::add(&registry.metrics.worker_crashes, 1);
                 warn!(session = s.id, ?status, "bounce worker ended without a reason");
             } else {
                 info!(session = s.id, %code, "session ended");

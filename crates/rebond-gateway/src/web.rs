@@ -32,6 +32,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/sign-in", post(sign_in))
         .route("/api/sign-out", post(sign_out))
         .route("/ws", get(socket))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(gw)
 }
@@ -77,7 +80,28 @@ async fn i18n() -> Response {
     Json(serde_json::Value::Object(root)).into_response()
 }
 
+/// Ready while the node takes new sessions: not at capacity, not draining.
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.is_ready() {
+        "ready".into_response()
+    } else if gw.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "at capacity").into_response()
+    }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let text = gw.metrics.render(gw.sessions.count(), gw.config.max_sessions, gw.is_draining());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
 /// A refusal, as the page and `rebond probe` read it.
+fn refused(gw: &Gateway, status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
+    gw.metrics.sign_in(code.name());
+    refusal(status, code, lang)
+}
+
 fn refusal(status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
     let body = serde_json::json!({ "code": code.name(), "number": code as u16, "message": code.sentence(lang) });
     (status, Json(body)).into_response()
@@ -134,22 +158,22 @@ async fn sign_in(
     let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     if !json || !same_origin(&headers) {
         warn!(%peer, "sign-in refused: not a same-origin JSON request");
-        return refusal(StatusCode::FORBIDDEN, ErrorCode::BadRequest, lang);
+        return refused(&gw, StatusCode::FORBIDDEN, ErrorCode::BadRequest, lang);
     }
     let req: SignInRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(_) => {
             warn!(%peer, "sign-in refused: malformed request");
-            return refusal(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, lang);
+            return refused(&gw, StatusCode::BAD_REQUEST, ErrorCode::BadRequest, lang);
         }
     };
     if gw.is_draining() {
-        return refusal(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayShuttingDown, lang);
+        return refused(&gw, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayShuttingDown, lang);
     }
     let user = rebond_directory::normalize_user(&req.user);
     if req.password.is_empty() || !rebond_directory::valid_user_name(&user) {
         info!(%peer, outcome = %ErrorCode::BadCredentials, "sign-in refused");
-        return refusal(StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, lang);
+        return refused(&gw, StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, lang);
     }
     let verdict = {
         let gw = gw.clone();
@@ -160,13 +184,13 @@ async fn sign_in(
         Ok(Ok(Some(route))) => route,
         Ok(Ok(None)) => {
             info!(%peer, %user, outcome = %ErrorCode::NoWorkstation, "sign-in refused");
-            return refusal(StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
+            return refused(&gw, StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
         }
         Ok(Err(code)) => {
             info!(%peer, %user, outcome = %code, "sign-in refused");
-            return refusal(StatusCode::UNAUTHORIZED, code, lang);
+            return refused(&gw, StatusCode::UNAUTHORIZED, code, lang);
         }
-        Err(_) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang),
+        Err(_) => return refused(&gw, StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang),
     };
 
     let token = crate::new_token();
@@ -177,13 +201,14 @@ async fn sign_in(
         Ok(Admission::TakenOver(s)) => info!(%peer, %user, session = s.id, "signed in, taking over the running session"),
         Ok(Admission::AtCapacity) => {
             warn!(%peer, %user, max = gw.config.max_sessions, "sign-in refused: gateway at capacity");
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayAtCapacity, lang);
+            return refused(&gw, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayAtCapacity, lang);
         }
         Err(e) => {
             warn!(%peer, %user, error = %e, "cannot start a bounce worker");
-            return refusal(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang);
+            return refused(&gw, StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang);
         }
     }
+    gw.metrics.sign_in("accepted");
     let cookie = format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict");
     ([(header::SET_COOKIE, cookie)], Json(serde_json::json!({ "ok": true }))).into_response()
 }
@@ -257,13 +282,15 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
         tokio::select! {
             incoming = socket.recv() => {
                 let verdict = match incoming {
-                    Some(Ok(Message::Binary(bytes))) => match filter.binary(&bytes) {
+                    Some(Ok(Message::Binary(bytes))) => {
+                        crate::metrics::Metrics::add(&gw.metrics.bytes_from_browsers, bytes.len() as u64);
+                        match filter.binary(&bytes) {
                         Verdict::Violation(v) => Err(v),
                         _ => {
                             session.send(ToWorker::Uplink(bytes.to_vec())).await;
                             Ok(())
                         }
-                    },
+                    }},
                     Some(Ok(Message::Text(text))) => match filter.text(text.len()) {
                         Verdict::Violation(v) => Err(v),
                         _ => Ok(()),
@@ -273,6 +300,7 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
                 };
                 if let Err(violation) = verdict {
                     warn!(session = session.id, user = %session.user, %peer, %violation, "uplink violation: session closed");
+                    crate::metrics::Metrics::add(&gw.metrics.uplink_violations, 1);
                     session.stop(Some(ErrorCode::ForbiddenMessage));
                     session.detach(generation);
                     let _ = socket.send(Message::Binary(Downlink::Error { code: ErrorCode::ForbiddenMessage }.encode().into())).await;
@@ -282,6 +310,7 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
             }
             out = rx.recv() => match out {
                 Some(Outgoing::Message(bytes)) => {
+                    crate::metrics::Metrics::add(&gw.metrics.bytes_to_browsers, bytes.len() as u64);
                     match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Binary(bytes.into()))).await {
                         Ok(Ok(())) => {}
                         _ => break,

@@ -57,6 +57,21 @@ impl Gateway {
         self.cli(&["route", "set", user, url, "--pin", fp.trim()], None).map(drop)
     }
 
+    /// GET `path` over HTTPS (self-signed certificate accepted): (status, body).
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "-", "-w", "\n%{http_code}", &format!("{}{path}", self.url())])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Ok((status.trim().parse().unwrap_or(0), body.to_owned()))
+    }
+
+    /// Whether the gateway process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.proc.exited()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -74,6 +74,7 @@ texts! {
     "sign_out" => "Sign out", "Se déconnecter";
     "pixels_only" => "Only the picture of your desktop reaches this computer; nothing can be copied to or from it.", "Seule l'image de votre bureau arrive sur cet ordinateur ; rien ne peut y être copié, ni en sortir.";
     "error_code" => "Error code", "Code d'erreur";
+    "draining" => "This gateway is closing for maintenance in {seconds} s. Save your work; if you are cut off, sign in again and you will find your desktop as you left it.", "Cette passerelle ferme pour maintenance dans {seconds} s. Enregistrez votre travail ; si vous êtes coupé, reconnectez-vous : vous retrouverez votre bureau tel que vous l'avez laissé.";
     "network_error" => "The gateway cannot be reached. Check your Internet connection and try again.", "La passerelle est injoignable. Vérifiez votre connexion Internet et réessayez.";
 }
 

@@ -174,6 +174,25 @@ pub enum Downlink {
     PointerDefault,
     /// The session is over; the code says why.
     Error { code: ErrorCode },
+    /// Something the person should know while the session goes on.
+    Notice { notice: Notice, seconds: u32 },
+}
+
+/// Announcements shown over the desktop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Notice {
+    /// This gateway node is draining: the session ends at the latest in `seconds`.
+    Draining = 1,
+}
+
+impl Notice {
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            1 => Ok(Notice::Draining),
+            _ => Err(DecodeError::InvalidValue("notice")),
+        }
+    }
 }
 
 /// Mouse buttons, in the browser's `MouseEvent.button` numbering.
@@ -228,6 +247,7 @@ mod tag {
     pub const POINTER_HIDDEN: u8 = 0x07;
     pub const POINTER_DEFAULT: u8 = 0x08;
     pub const ERROR: u8 = 0x09;
+    pub const NOTICE: u8 = 0x0a;
 
     pub const KEY: u8 = 0x81;
     pub const POINTER_MOVE: u8 = 0x82;
@@ -279,6 +299,10 @@ impl Downlink {
                 out.push(tag::ERROR);
                 out.extend_from_slice(&(*code as u16).to_le_bytes());
             }
+            Downlink::Notice { notice, seconds } => {
+                out.extend_from_slice(&[tag::NOTICE, *notice as u8]);
+                out.extend_from_slice(&seconds.to_le_bytes());
+            }
         }
     }
 
@@ -322,6 +346,7 @@ impl Downlink {
                 let raw = r.u16()?;
                 Downlink::Error { code: ErrorCode::from_u16(raw).ok_or(DecodeError::InvalidValue("error code"))? }
             }
+            tag::NOTICE => Downlink::Notice { notice: Notice::from_u8(r.u8()?)?, seconds: r.u32()? },
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

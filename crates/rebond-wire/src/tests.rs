@@ -33,6 +33,7 @@ fn downlink_round_trips() {
         Downlink::PointerHidden,
         Downlink::PointerDefault,
         Downlink::Error { code: ErrorCode::SessionTakenOver },
+        Downlink::Notice { notice: Notice::Draining, seconds: 600 },
     ];
     for m in msgs {
         assert_eq!(Downlink::decode(&m.encode()), Ok(m));

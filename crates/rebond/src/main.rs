@@ -33,6 +33,15 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Drain the gateway running on this data folder: no new sessions, pages told,
+    /// sessions given until the drain deadline, then it exits (same as SIGTERM).
+    Drain {
+        #[command(flatten)]
+        data: DataDir,
+        /// Return only when the gateway has exited.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Manage the local users.
     #[command(subcommand)]
     User(UserCommand),
@@ -221,6 +230,30 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             let exe = std::env::current_exe().context("cannot find the rebond executable for the workers")?;
             let gw = rebond_gateway::Gateway::new(cfg, exe)?;
             gw.serve().await?;
+        }
+        Command::Drain { data, wait } => {
+            let pid_file = data.path().join("rebond.pid");
+            let pid = std::fs::read_to_string(&pid_file)
+                .with_context(|| format!("no gateway runs on {} (no {})", data.path().display(), pid_file.display()))?;
+            let pid: u32 = pid.trim().parse().with_context(|| format!("invalid {}", pid_file.display()))?;
+            // `kill` (procps) sends the same SIGTERM an orchestrator would.
+            let st = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+            if !st.success() {
+                bail!("cannot signal the gateway (pid {pid}); it may have stopped already");
+            }
+            println!("gateway {pid} is draining");
+            if wait {
+                // Gone, or a zombie waiting for its parent: either way it has stopped.
+                let running = |pid: u32| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .map(|st| st.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"))
+                        .unwrap_or(false)
+                };
+                while running(pid) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                println!("gateway {pid} has stopped");
+            }
         }
         Command::Worker { session } => {
             let span = tracing::info_span!("worker", session);

@@ -100,9 +100,13 @@ pub struct Setup {
 impl Setup {
     /// NLA: the workstation knows the account from its SAM file.
     pub fn nla() -> Self {
+        Self::nla_with(gateway())
+    }
+
+    pub fn nla_with(gw: Gateway) -> Self {
         let (user, password) = account();
         let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() }).unwrap();
-        Self::routed(user, password, ws, gateway())
+        Self::routed(user, password, ws, gw)
     }
 
     /// TLS: the workstation checks a Linux account with PAM.

@@ -4,6 +4,7 @@
 
 mod browser;
 mod common;
+mod operations;
 mod pixels_only;
 mod refusals;
 mod session;

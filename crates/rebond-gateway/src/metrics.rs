@@ -1,0 +1,71 @@
+//! Counters for operators, exposed in Prometheus' text format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Metrics {
+    sign_ins: Mutex<BTreeMap<&'static str, u64>>,
+    pub sessions_started: AtomicU64,
+    pub bytes_to_browsers: AtomicU64,
+    pub bytes_from_browsers: AtomicU64,
+    pub worker_crashes: AtomicU64,
+    pub uplink_violations: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a sign-in by outcome (`accepted` or an error code's name).
+    pub fn sign_in(&self, outcome: &'static str) {
+        *self.sign_ins.lock().unwrap().entry(outcome).or_default() += 1;
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The exposition text. `sessions` and `capacity` are gauges read at scrape time.
+    pub fn render(&self, sessions: usize, capacity: usize, draining: bool) -> String {
+        let mut out = String::new();
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        };
+        gauge(&mut out, "rebond_sessions", "Sessions on this node (one bounce worker each).", sessions as u64);
+        gauge(&mut out, "rebond_session_capacity", "Sessions this node accepts at most.", capacity as u64);
+        gauge(&mut out, "rebond_draining", "1 while the node drains before stopping.", u64::from(draining));
+        counter(&mut out, "rebond_sessions_started_total", "Bounce workers started.", &self.sessions_started);
+        counter(&mut out, "rebond_bytes_to_browsers_total", "Bytes sent to pages over session sockets.", &self.bytes_to_browsers);
+        counter(&mut out, "rebond_bytes_from_browsers_total", "Bytes received from pages over session sockets.", &self.bytes_from_browsers);
+        counter(&mut out, "rebond_worker_crashes_total", "Bounce workers that ended without a reason.", &self.worker_crashes);
+        counter(&mut out, "rebond_uplink_violations_total", "Sessions closed for a forbidden uplink message.", &self.uplink_violations);
+        let _ = writeln!(out, "# HELP rebond_sign_ins_total Sign-in attempts by outcome.\n# TYPE rebond_sign_ins_total counter");
+        for (outcome, n) in self.sign_ins.lock().unwrap().iter() {
+            let _ = writeln!(out, "rebond_sign_ins_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_format() {
+        let m = Metrics::default();
+        m.sign_in("accepted");
+        m.sign_in("bad_credentials");
+        m.sign_in("accepted");
+        Metrics::add(&m.bytes_to_browsers, 1500);
+        let text = m.render(3, 100, false);
+        assert!(text.contains("rebond_sessions 3\n"));
+        assert!(text.contains("rebond_sign_ins_total{outcome=\"accepted\"} 2\n"));
+        assert!(text.contains("rebond_sign_ins_total{outcome=\"bad_credentials\"} 1\n"));
+        assert!(text.contains("rebond_bytes_to_browsers_total 1500\n"));
+        assert!(text.contains("# TYPE rebond_worker_crashes_total counter\n"));
+    }
+}
