@@ -8,3 +8,4 @@ mod operations;
 mod pixels_only;
 mod refusals;
 mod session;
+mod web_front;
