@@ -49,6 +49,7 @@ let everConnected = false;
 let retries = 0;
 let pointerUrl = null;
 let lastMove = 0;
+let noticeTimer = null;
 
 const canvas = $('screen');
 const ctx = canvas.getContext('2d', { alpha: false });
@@ -264,10 +265,12 @@ function onMessage(ev) {
     }
     case D.NOTICE: {
       const seconds = view.getUint32(2, true);
-      if (data[1] === 1) {
-        $('desktop').dataset.message = t('draining').replace('{seconds}', String(seconds));
+      const key = { 1: 'draining', 2: 'idle_warning' }[data[1]];
+      if (key) {
+        $('desktop').dataset.message = t(key).replace('{seconds}', String(seconds));
         $('desktop').classList.add('overlay');
-        setTimeout(() => $('desktop').classList.remove('overlay'), 15000);
+        clearTimeout(noticeTimer);
+        noticeTimer = setTimeout(() => $('desktop').classList.remove('overlay'), Math.min(15, seconds) * 1000);
       }
       break;
     }

@@ -21,6 +21,10 @@ pub struct Config {
     /// How long a session waits for its page to come back after the network drops.
     #[serde(default = "default_grace")]
     pub reconnect_grace_seconds: u64,
+    /// Disconnect a page after this long without keyboard or pointer input (0: never).
+    /// The workstation's own session stays open; signing in again resumes it.
+    #[serde(default)]
+    pub idle_timeout_seconds: u64,
     /// On SIGTERM or `rebond drain`: how long to wait for sessions to end before
     /// closing them (match the orchestrator's termination grace period).
     #[serde(default = "default_drain_deadline")]

@@ -36,6 +36,8 @@ pub struct Session {
     to_worker: mpsc::Sender<ToWorker>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     state: Mutex<SessionState>,
+    /// The last keyboard or pointer input from the person.
+    last_input: Mutex<Instant>,
 }
 
 struct SessionState {
@@ -101,6 +103,41 @@ impl Session {
             }
             _ => false,
         }
+    }
+
+    /// The person did something (a key, the pointer): the session is not idle.
+    pub fn touch(&self) {
+        *self.last_input.lock().unwrap() = Instant::now();
+    }
+
+    /// Disconnects the page after `timeout` without input, warning it first. The
+    /// workstation's session stays open (RDP disconnect, not logoff).
+    pub fn watch_idle(self: &Arc<Self>, timeout: Duration) {
+        if timeout.is_zero() {
+            return;
+        }
+        let warn_before = (timeout / 2).min(Duration::from_secs(60));
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut warned = false;
+            while me.ended().is_none() {
+                let idle_for = me.last_input.lock().unwrap().elapsed();
+                if idle_for >= timeout {
+                    info!(session = me.id, user = %me.user, idle_seconds = idle_for.as_secs(), "idle: page disconnected");
+                    me.stop(Some(ErrorCode::Idle));
+                    return;
+                }
+                let left = timeout - idle_for;
+                if left <= warn_before && !warned {
+                    let seconds = u32::try_from(left.as_secs().max(1)).unwrap_or(u32::MAX);
+                    me.notify(Downlink::Notice { notice: rebond_wire::Notice::IdleWarning, seconds }.encode());
+                    warned = true;
+                } else if left > warn_before {
+                    warned = false;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
     }
 
     /// Sends a message to the attached page, if any (never blocks).
@@ -234,6 +271,7 @@ impl Registry {
             user: user.to_owned(),
             to_worker,
             kill: Mutex::new(Some(kill_tx)),
+            last_input: Mutex::new(Instant::now()),
             state: Mutex::new(SessionState { token, socket: None, synced: false, generation: 0, status: None, ended: None, error_sent: false }),
         });
         info!(session = id, %user, pid = child.id(), "bounce worker started");

@@ -197,7 +197,10 @@ async fn sign_in(
     let layout = rebond_rdp_layout(&req.language);
     let start = || gw.start_request(&user, &req.password, &route, req.width, req.height, layout);
     match gw.sessions.admit(&user, hash_token(&token), gw.config.max_sessions, start) {
-        Ok(Admission::Started(s)) => info!(%peer, %user, session = s.id, workstation = %route.url(), "signed in"),
+        Ok(Admission::Started(s)) => {
+            info!(%peer, %user, session = s.id, workstation = %route.url(), "signed in");
+            s.watch_idle(Duration::from_secs(gw.config.idle_timeout_seconds));
+        }
         Ok(Admission::TakenOver(s)) => info!(%peer, %user, session = s.id, "signed in, taking over the running session"),
         Ok(Admission::AtCapacity) => {
             warn!(%peer, %user, max = gw.config.max_sessions, "sign-in refused: gateway at capacity");
@@ -285,12 +288,16 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
                     Some(Ok(Message::Binary(bytes))) => {
                         crate::metrics::Metrics::add(&gw.metrics.bytes_from_browsers, bytes.len() as u64);
                         match filter.binary(&bytes) {
-                        Verdict::Violation(v) => Err(v),
-                        _ => {
-                            session.send(ToWorker::Uplink(bytes.to_vec())).await;
-                            Ok(())
+                            Verdict::Violation(v) => Err(v),
+                            verdict => {
+                                if matches!(verdict, Verdict::Input(_)) {
+                                    session.touch();
+                                }
+                                session.send(ToWorker::Uplink(bytes.to_vec())).await;
+                                Ok(())
+                            }
                         }
-                    }},
+                    }
                     Some(Ok(Message::Text(text))) => match filter.text(text.len()) {
                         Verdict::Violation(v) => Err(v),
                         _ => Ok(()),

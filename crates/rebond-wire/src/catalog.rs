@@ -75,6 +75,7 @@ texts! {
     "pixels_only" => "Only the picture of your desktop reaches this computer; nothing can be copied to or from it.", "Seule l'image de votre bureau arrive sur cet ordinateur ; rien ne peut y être copié, ni en sortir.";
     "error_code" => "Error code", "Code d'erreur";
     "draining" => "This gateway is closing for maintenance in {seconds} s. Save your work; if you are cut off, sign in again and you will find your desktop as you left it.", "Cette passerelle ferme pour maintenance dans {seconds} s. Enregistrez votre travail ; si vous êtes coupé, reconnectez-vous : vous retrouverez votre bureau tel que vous l'avez laissé.";
+    "idle_warning" => "You will be disconnected in {seconds} s for inactivity; move the mouse to stay.", "Vous serez déconnecté dans {seconds} s faute d'activité ; bougez la souris pour rester.";
     "network_error" => "The gateway cannot be reached. Check your Internet connection and try again.", "La passerelle est injoignable. Vérifiez votre connexion Internet et réessayez.";
 }
 
@@ -135,6 +136,10 @@ pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
         ErrorCode::BadRequest => Text {
             en: "The request was not understood. Reload the page and try again.",
             fr: "La requête n'a pas été comprise. Rechargez la page et réessayez.",
+        },
+        ErrorCode::Idle => Text {
+            en: "You were disconnected after a while without activity. Your session is still open on your workstation: sign in again to continue.",
+            fr: "Vous avez été déconnecté après un moment sans activité. Votre session reste ouverte sur votre poste : reconnectez-vous pour continuer.",
         },
         ErrorCode::SignedOut => Text {
             en: "You are signed out.",

@@ -95,10 +95,11 @@ pub enum ErrorCode {
     GatewayShuttingDown = 13,
     BadRequest = 14,
     SignedOut = 15,
+    Idle = 16,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadCredentials,
         ErrorCode::WorkstationUnreachable,
         ErrorCode::WorkstationRefusedCredentials,
@@ -114,6 +115,7 @@ impl ErrorCode {
         ErrorCode::GatewayShuttingDown,
         ErrorCode::BadRequest,
         ErrorCode::SignedOut,
+        ErrorCode::Idle,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -138,6 +140,7 @@ impl ErrorCode {
             ErrorCode::GatewayShuttingDown => "gateway_shutting_down",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::SignedOut => "signed_out",
+            ErrorCode::Idle => "idle",
         }
     }
 
@@ -184,12 +187,15 @@ pub enum Downlink {
 pub enum Notice {
     /// This gateway node is draining: the session ends at the latest in `seconds`.
     Draining = 1,
+    /// No input for a while: the page is disconnected in `seconds` unless the person moves.
+    IdleWarning = 2,
 }
 
 impl Notice {
     fn from_u8(v: u8) -> Result<Self, DecodeError> {
         match v {
             1 => Ok(Notice::Draining),
+            2 => Ok(Notice::IdleWarning),
             _ => Err(DecodeError::InvalidValue("notice")),
         }
     }

@@ -51,3 +51,33 @@ async fn health_metrics_and_drain() {
     }
     assert!(s.gw.exited(), "the gateway exits after the drain");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_pages_are_warned_then_disconnected_and_can_resume() {
+    use futures_util::SinkExt as _;
+    let s = Setup::nla_with(gateway_with("idle_timeout_seconds = 4\n"));
+    let client = s.sign_in().await;
+    let mut socket = client.open_socket().await.unwrap();
+    first_frame(&mut socket).await;
+    // Moving the mouse keeps the session.
+    for i in 0..6u16 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let mv = rebond_wire::Uplink::PointerMove { x: 100 + i, y: 100 };
+        socket.send(tokio_tungstenite::tungstenite::Message::Binary(mv.encode().into())).await.unwrap();
+    }
+    // Then nothing: a warning, then the page is disconnected.
+    let mut warned = None;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), rebond_probe::next_message(&mut socket)).await.unwrap().unwrap() {
+            Some(Downlink::Notice { notice: Notice::IdleWarning, seconds }) => warned = Some(seconds),
+            Some(Downlink::Error { code }) => break code,
+            Some(_) => {}
+            None => panic!("closed without a reason"),
+        }
+    };
+    assert_eq!(code, ErrorCode::Idle);
+    assert!(matches!(warned, Some(1..=2)), "warned before: {warned:?}");
+    // Signing in again works (the workstation kept its own session).
+    let (report, _) = probe(&s.gw, &s.user, &s.password, None, 1).await;
+    assert!(report.error.is_none(), "{report:?}");
+}
