@@ -32,6 +32,18 @@ pub struct Gateway {
     sessions: Arc<sessions::Registry>,
     draining: AtomicBool,
     metrics: Arc<metrics::Metrics>,
+    state: Arc<Mutex<rebond_state::State>>,
+    /// Distinguishes this process's session numbers from those of earlier runs.
+    run_id: String,
+    /// Session watchers still running (each writes its final usage record on exit).
+    watchers: std::sync::atomic::AtomicUsize,
+}
+
+/// Input within this long counts the time as active, for metering.
+const ACTIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Creates a random session token (256 bits, URL-safe).
@@ -66,12 +78,16 @@ impl Gateway {
             }
         }
         let metrics = Arc::new(metrics::Metrics::default());
+        let state = rebond_state::State::open(&config.data_dir.join("rebond.sqlite3")).context("cannot open the usage records")?;
         Ok(Arc::new(Self {
             config,
             store: Mutex::new(store),
             sessions: sessions::Registry::new(worker_exe, metrics.clone()),
             draining: AtomicBool::new(false),
             metrics,
+            state: Arc::new(Mutex::new(state)),
+            run_id: format!("{}.{}", unix_now(), std::process::id()),
+            watchers: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -160,6 +176,80 @@ impl Gateway {
         Zeroizing::new(serde_json::to_vec(&start).expect("serializable"))
     }
 
+    /// Watches one session for its whole life: meters active and idle time and bytes
+    /// (written at start, every few seconds, and at the end), and disconnects an idle
+    /// page after a warning. The workstation's own session stays open (RDP disconnect).
+    pub(crate) async fn watch(self: Arc<Self>, session: Arc<sessions::Session>, workstation: String) {
+        use std::time::Duration;
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        let timeout = Duration::from_secs(self.config.idle_timeout_seconds);
+        let warn_before = (timeout / 2).min(Duration::from_secs(60));
+        let mut record = rebond_state::UsageRecord {
+            session: format!("{}-{}", self.run_id, session.id),
+            user: session.user.clone(),
+            workstation,
+            started_at: unix_now(),
+            ended_at: None,
+            active_seconds: 0,
+            idle_seconds: 0,
+            bytes_to_browser: 0,
+            bytes_from_browser: 0,
+        };
+        self.save_usage(&record).await;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        let (mut warned, mut since_checkpoint) = (false, 0);
+        while session.ended().is_none() {
+            tick.tick().await;
+            let idle_for = session.idle_for();
+            if idle_for < ACTIVE_WINDOW {
+                record.active_seconds += 1;
+            } else {
+                record.idle_seconds += 1;
+            }
+            since_checkpoint += 1;
+            if since_checkpoint >= rebond_state::CHECKPOINT_SECONDS {
+                since_checkpoint = 0;
+                self.fill_bytes(&mut record, &session);
+                self.save_usage(&record).await;
+            }
+            if timeout.is_zero() {
+                continue;
+            }
+            if idle_for >= timeout {
+                info!(session = session.id, user = %session.user, idle_seconds = idle_for.as_secs(), "idle: page disconnected");
+                session.stop(Some(ErrorCode::Idle));
+                break;
+            }
+            let left = timeout - idle_for;
+            if left <= warn_before && !warned {
+                let seconds = u32::try_from(left.as_secs().max(1)).unwrap_or(u32::MAX);
+                session.notify(rebond_wire::Downlink::Notice { notice: rebond_wire::Notice::IdleWarning, seconds }.encode());
+                warned = true;
+            } else if left > warn_before {
+                warned = false;
+            }
+        }
+        record.ended_at = Some(unix_now());
+        self.fill_bytes(&mut record, &session);
+        self.save_usage(&record).await;
+        self.watchers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn fill_bytes(&self, record: &mut rebond_state::UsageRecord, session: &sessions::Session) {
+        record.bytes_to_browser = session.bytes_to_browser.load(Ordering::Relaxed);
+        record.bytes_from_browser = session.bytes_from_browser.load(Ordering::Relaxed);
+    }
+
+    async fn save_usage(&self, record: &rebond_state::UsageRecord) {
+        let (state, record) = (self.state.clone(), record.clone());
+        match tokio::task::spawn_blocking(move || state.lock().unwrap().record_usage(&record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot write a usage record"),
+            Err(e) => warn!(error = %e, "the usage writer failed"),
+        }
+    }
+
     /// Whether this node takes new sessions (for `/readyz` and load balancers).
     pub fn is_ready(&self) -> bool {
         !self.is_draining() && self.sessions.count() < self.config.max_sessions
@@ -213,8 +303,9 @@ impl Gateway {
         for s in &left {
             s.stop(Some(ErrorCode::GatewayShuttingDown));
         }
-        for _ in 0..50 {
-            if self.sessions.count() == 0 {
+        // Every session's final usage record is written before the process exits.
+        for _ in 0..80 {
+            if self.sessions.count() == 0 && self.watchers.load(Ordering::SeqCst) == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

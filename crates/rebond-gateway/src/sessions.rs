@@ -38,6 +38,9 @@ pub struct Session {
     state: Mutex<SessionState>,
     /// The last keyboard or pointer input from the person.
     last_input: Mutex<Instant>,
+    /// Bytes over this session's sockets, for metering.
+    pub bytes_to_browser: AtomicU64,
+    pub bytes_from_browser: AtomicU64,
 }
 
 struct SessionState {
@@ -110,34 +113,9 @@ impl Session {
         *self.last_input.lock().unwrap() = Instant::now();
     }
 
-    /// Disconnects the page after `timeout` without input, warning it first. The
-    /// workstation's session stays open (RDP disconnect, not logoff).
-    pub fn watch_idle(self: &Arc<Self>, timeout: Duration) {
-        if timeout.is_zero() {
-            return;
-        }
-        let warn_before = (timeout / 2).min(Duration::from_secs(60));
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut warned = false;
-            while me.ended().is_none() {
-                let idle_for = me.last_input.lock().unwrap().elapsed();
-                if idle_for >= timeout {
-                    info!(session = me.id, user = %me.user, idle_seconds = idle_for.as_secs(), "idle: page disconnected");
-                    me.stop(Some(ErrorCode::Idle));
-                    return;
-                }
-                let left = timeout - idle_for;
-                if left <= warn_before && !warned {
-                    let seconds = u32::try_from(left.as_secs().max(1)).unwrap_or(u32::MAX);
-                    me.notify(Downlink::Notice { notice: rebond_wire::Notice::IdleWarning, seconds }.encode());
-                    warned = true;
-                } else if left > warn_before {
-                    warned = false;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
+    /// How long since the person's last input.
+    pub fn idle_for(&self) -> Duration {
+        self.last_input.lock().unwrap().elapsed()
     }
 
     /// Sends a message to the attached page, if any (never blocks).
@@ -272,6 +250,8 @@ impl Registry {
             to_worker,
             kill: Mutex::new(Some(kill_tx)),
             last_input: Mutex::new(Instant::now()),
+            bytes_to_browser: AtomicU64::new(0),
+            bytes_from_browser: AtomicU64::new(0),
             state: Mutex::new(SessionState { token, socket: None, synced: false, generation: 0, status: None, ended: None, error_sent: false }),
         });
         info!(session = id, %user, pid = child.id(), "bounce worker started");

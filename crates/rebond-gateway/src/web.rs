@@ -199,7 +199,7 @@ async fn sign_in(
     match gw.sessions.admit(&user, hash_token(&token), gw.config.max_sessions, start) {
         Ok(Admission::Started(s)) => {
             info!(%peer, %user, session = s.id, workstation = %route.url(), "signed in");
-            s.watch_idle(Duration::from_secs(gw.config.idle_timeout_seconds));
+            tokio::spawn(gw.clone().watch(s, route.url()));
         }
         Ok(Admission::TakenOver(s)) => info!(%peer, %user, session = s.id, "signed in, taking over the running session"),
         Ok(Admission::AtCapacity) => {
@@ -287,6 +287,7 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
                 let verdict = match incoming {
                     Some(Ok(Message::Binary(bytes))) => {
                         crate::metrics::Metrics::add(&gw.metrics.bytes_from_browsers, bytes.len() as u64);
+                        crate::metrics::Metrics::add(&session.bytes_from_browser, bytes.len() as u64);
                         match filter.binary(&bytes) {
                             Verdict::Violation(v) => Err(v),
                             verdict => {
@@ -318,6 +319,7 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
             out = rx.recv() => match out {
                 Some(Outgoing::Message(bytes)) => {
                     crate::metrics::Metrics::add(&gw.metrics.bytes_to_browsers, bytes.len() as u64);
+                    crate::metrics::Metrics::add(&session.bytes_to_browser, bytes.len() as u64);
                     match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Binary(bytes.into()))).await {
                         Ok(Ok(())) => {}
                         _ => break,

@@ -42,6 +42,21 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Usage totals (sessions, active and idle minutes, bytes), the basis of pay-per-use.
+    Usage {
+        /// First day (YYYY-MM-DD, UTC), included; default: 30 days ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (YYYY-MM-DD, UTC), included; default: today.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "user")]
+        by: UsageBy,
+        #[arg(long, value_enum, default_value = "table")]
+        format: UsageFormat,
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// Manage the local users.
     #[command(subcommand)]
     User(UserCommand),
@@ -56,6 +71,19 @@ enum Command {
         #[arg(long)]
         session: u64,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum UsageBy {
+    User,
+    Day,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum UsageFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Args)]
@@ -253,6 +281,30 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 println!("gateway {pid} has stopped");
+            }
+        }
+        Command::Usage { from, to, by, format, data } => {
+            use rebond_state::report;
+            let day = |text: &str| report::parse_date(text).with_context(|| format!("invalid date {text:?}: use YYYY-MM-DD"));
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+            let today = now - now.rem_euclid(86_400);
+            let from = match from { Some(f) => day(&f)?, None => today - 30 * 86_400 };
+            let to = match to { Some(t) => day(&t)?, None => today } + 86_400;
+            if to <= from {
+                bail!("--to is before --from");
+            }
+            std::fs::create_dir_all(data.path())?;
+            let state = rebond_state::State::open(&data.path().join("rebond.sqlite3"))?;
+            let records = state.usage_between(from, to)?;
+            let (group, title) = match by {
+                UsageBy::User => (report::GroupBy::User, "user"),
+                UsageBy::Day => (report::GroupBy::Day, "day"),
+            };
+            let rows = report::totals(&records, group);
+            match format {
+                UsageFormat::Table => print!("{}", report::table(&rows, title)),
+                UsageFormat::Csv => print!("{}", report::csv(&rows, title)),
+                UsageFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
             }
         }
         Command::Worker { session } => {

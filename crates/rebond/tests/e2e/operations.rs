@@ -81,3 +81,30 @@ async fn idle_pages_are_warned_then_disconnected_and_can_resume() {
     let (report, _) = probe(&s.gw, &s.user, &s.password, None, 1).await;
     assert!(report.error.is_none(), "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_is_metered_exactly_and_kept_on_disk() {
+    let mut s = Setup::nla_with(gateway_with("drain_deadline_seconds = 1\n"));
+    let (report, _) = probe(&s.gw, &s.user, &s.password, Some("ls{Enter}"), 3).await;
+    assert!(report.error.is_none(), "{report:?}");
+    assert!(s.gw.terminate(), "the gateway stops on SIGTERM");
+
+    let data = s.gw.data.display().to_string();
+    let out = rebond_testkit::gateway::rebond(
+        std::path::Path::new(EXE),
+        &["usage", "--data", &data, "--by", "user", "--format", "json"],
+        None,
+    )
+    .unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["key"], s.user.as_str(), "{out}");
+    assert_eq!(row["sessions"], 1);
+    let metered = row["bytes_to_browser"].as_u64().unwrap();
+    // The gateway meters what it relays from the worker; the probe also counts the
+    // gateway's own few bytes (hello, status).
+    assert!(metered <= report.bytes_received && report.bytes_received - metered <= 16, "{metered} vs {report:?}");
+    assert!(row["active_minutes"].as_f64().unwrap() > 0.0, "{out}");
+    let csv = rebond_testkit::gateway::rebond(std::path::Path::new(EXE), &["usage", "--data", &data, "--by", "day", "--format", "csv"], None).unwrap();
+    assert!(csv.starts_with("day,sessions,active_minutes,idle_minutes,bytes_to_browser,bytes_from_browser\n"), "{csv}");
+}
