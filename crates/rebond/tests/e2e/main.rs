@@ -4,6 +4,7 @@
 
 mod browser;
 mod common;
+mod deployment;
 mod operations;
 mod pixels_only;
 mod refusals;
