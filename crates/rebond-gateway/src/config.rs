@@ -35,6 +35,13 @@ pub struct Config {
     /// Send every region losslessly (no JPEG).
     #[serde(default)]
     pub lossless_only: bool,
+    /// PostgreSQL shared by the nodes of a cluster (`postgres://user:password@host/db`);
+    /// without it, the records stay in SQLite in `data_dir` (one node).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// This node's name in shared records (default: the host name).
+    #[serde(default)]
+    pub node_name: Option<String>,
     /// An HTTPS certificate and key (PEM); otherwise a self-signed one is made in `data_dir`.
     #[serde(default)]
     pub tls: Option<TlsFiles>,

@@ -32,7 +32,9 @@ pub struct Gateway {
     sessions: Arc<sessions::Registry>,
     draining: AtomicBool,
     metrics: Arc<metrics::Metrics>,
-    state: Arc<Mutex<rebond_state::State>>,
+    state: rebond_state::State,
+    /// This node's name in shared records.
+    node: String,
     /// Distinguishes this process's session numbers from those of earlier runs.
     run_id: String,
     /// Session watchers still running (each writes its final usage record on exit).
@@ -67,7 +69,7 @@ pub fn open_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
 }
 
 impl Gateway {
-    pub fn new(config: Config, worker_exe: PathBuf) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(config: Config, worker_exe: PathBuf) -> anyhow::Result<Arc<Self>> {
         let store = open_store(&config.data_dir)?;
         for u in &config.users {
             store.set_user_hash(&u.name, &u.password_hash).with_context(|| format!("user {:?} in the configuration", u.name))?;
@@ -78,14 +80,21 @@ impl Gateway {
             }
         }
         let metrics = Arc::new(metrics::Metrics::default());
-        let state = rebond_state::State::open(&config.data_dir.join("rebond.sqlite3")).context("cannot open the usage records")?;
+        let state = match &config.database_url {
+            Some(url) => rebond_state::State::connect_postgres(url).await.context("cannot reach the shared database (database_url)")?,
+            None => rebond_state::State::open_sqlite(&config.data_dir.join("rebond.sqlite3")).context("cannot open the usage records")?,
+        };
+        let node = config.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "rebond".into())
+        });
         Ok(Arc::new(Self {
             config,
             store: Mutex::new(store),
             sessions: sessions::Registry::new(worker_exe, metrics.clone()),
             draining: AtomicBool::new(false),
             metrics,
-            state: Arc::new(Mutex::new(state)),
+            state,
+            node,
             run_id: format!("{}.{}", unix_now(), std::process::id()),
             watchers: std::sync::atomic::AtomicUsize::new(0),
         }))
@@ -185,9 +194,10 @@ impl Gateway {
         let timeout = Duration::from_secs(self.config.idle_timeout_seconds);
         let warn_before = (timeout / 2).min(Duration::from_secs(60));
         let mut record = rebond_state::UsageRecord {
-            session: format!("{}-{}", self.run_id, session.id),
+            session: format!("{}-{}-{}", self.node, self.run_id, session.id),
             user: session.user.clone(),
             workstation,
+            node: self.node.clone(),
             started_at: unix_now(),
             ended_at: None,
             active_seconds: 0,
@@ -196,6 +206,10 @@ impl Gateway {
             bytes_from_browser: 0,
         };
         self.save_usage(&record).await;
+        // The newest sign-in holds the person's session, on whichever node it happened.
+        if let Err(error) = self.state.claim_session(&record.user, &record.session, &self.node, record.started_at).await {
+            warn!(%error, "cannot record the live session");
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.tick().await;
         let (mut warned, mut since_checkpoint) = (false, 0);
@@ -208,6 +222,11 @@ impl Gateway {
                 record.idle_seconds += 1;
             }
             since_checkpoint += 1;
+            if since_checkpoint % 2 == 0 && !self.state.holds_claim(&record.user, &record.session).await.unwrap_or(true) {
+                info!(session = session.id, user = %session.user, "session taken over by a sign-in on another node");
+                session.stop(Some(ErrorCode::SessionTakenOver));
+                break;
+            }
             if since_checkpoint >= rebond_state::CHECKPOINT_SECONDS {
                 since_checkpoint = 0;
                 self.fill_bytes(&mut record, &session);
@@ -233,6 +252,9 @@ impl Gateway {
         record.ended_at = Some(unix_now());
         self.fill_bytes(&mut record, &session);
         self.save_usage(&record).await;
+        if let Err(error) = self.state.release_claim(&record.user, &record.session).await {
+            warn!(%error, "cannot release the live session");
+        }
         self.watchers.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -242,11 +264,8 @@ impl Gateway {
     }
 
     async fn save_usage(&self, record: &rebond_state::UsageRecord) {
-        let (state, record) = (self.state.clone(), record.clone());
-        match tokio::task::spawn_blocking(move || state.lock().unwrap().record_usage(&record)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "cannot write a usage record"),
-            Err(e) => warn!(error = %e, "the usage writer failed"),
+        if let Err(e) = self.state.record_usage(record).await {
+            warn!(error = %e, "cannot write a usage record");
         }
     }
 

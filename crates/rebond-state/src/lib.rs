@@ -1,25 +1,40 @@
-//! The gateway's own records, kept in the data folder: usage metering (who used
-//! which workstation, when, how actively, how many bytes), the basis of pay-per-use.
+//! The gateway's shared records: usage metering (who used which workstation, when,
+//! how actively, how many bytes; the basis of pay-per-use) and the live-session
+//! claims that let several gateway nodes agree on who holds each person's session.
 //!
-//! Storage is SQLite (embedded default). The report ([`report`]) is pure: it takes
-//! records and returns rows, so it is tested without a database.
+//! Two backends behind one API: SQLite in the data folder (the embedded single-node
+//! default) and PostgreSQL (a cluster of nodes). Both apply the same migrations
+//! (`migrations/*.sql`, portable SQL) and run the same queries (`$N` parameters, which
+//! SQLite also reads positionally). The report ([`report`]) is pure.
 //!
 //! INVARIANT: a session's record is written when it starts and brought up to date at
 //! least every [`CHECKPOINT_SECONDS`] and when it ends, so a crash loses at most that much.
+//! INVARIANT: one live-session claim per person; the newest sign-in's claim wins.
 
 pub mod report;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection};
+use tracing::warn;
 
 /// How often a running session's record is brought up to date.
 pub const CHECKPOINT_SECONDS: u64 = 30;
 
+/// The schema, in order; each file is applied once and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_usage.sql")),
+    (2, include_str!("../migrations/0002_live_sessions.sql")),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the database task failed: {0}")]
+    Join(String),
 }
 
 /// One session's usage. Times are Unix seconds (UTC).
@@ -28,6 +43,8 @@ pub struct UsageRecord {
     pub session: String,
     pub user: String,
     pub workstation: String,
+    /// The gateway node that served it.
+    pub node: String,
     pub started_at: i64,
     /// `None` while the session runs.
     pub ended_at: Option<i64>,
@@ -37,112 +54,289 @@ pub struct UsageRecord {
     pub bytes_from_browser: u64,
 }
 
-pub struct State {
-    db: Connection,
+/// The database, local or shared.
+#[derive(Clone)]
+pub enum State {
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Postgres(Arc<tokio_postgres::Client>),
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS usage (
-    session TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    workstation TEXT NOT NULL,
-    started_at INTEGER NOT NULL,
-    ended_at INTEGER,
-    active_seconds INTEGER NOT NULL DEFAULT 0,
-    idle_seconds INTEGER NOT NULL DEFAULT 0,
-    bytes_to_browser INTEGER NOT NULL DEFAULT 0,
-    bytes_from_browser INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS usage_started ON usage (started_at);
-";
+/// A value bound to a query on either backend.
+enum Val<'a> {
+    Text(&'a str),
+    Int(i64),
+    OptInt(Option<i64>),
+}
 
 impl State {
-    pub fn open(path: &Path) -> Result<Self, StateError> {
-        let db = Connection::open(path)?;
+    /// SQLite in `path` (WAL, so the CLI can read while the gateway writes).
+    pub fn open_sqlite(path: &Path) -> Result<Self, StateError> {
+        let db = rusqlite::Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
-        db.execute_batch(SCHEMA)?;
-        Ok(Self { db })
+        Self::migrate_sqlite(&db)?;
+        Ok(State::Sqlite(Arc::new(Mutex::new(db))))
     }
 
     pub fn in_memory() -> Result<Self, StateError> {
-        let db = Connection::open_in_memory()?;
-        db.execute_batch(SCHEMA)?;
-        Ok(Self { db })
+        let db = rusqlite::Connection::open_in_memory()?;
+        Self::migrate_sqlite(&db)?;
+        Ok(State::Sqlite(Arc::new(Mutex::new(db))))
     }
 
-    /// Writes (or brings up to date) a session's record.
-    pub fn record_usage(&self, r: &UsageRecord) -> Result<(), StateError> {
-        self.db.execute(
-            "INSERT INTO usage (session, user, workstation, started_at, ended_at, active_seconds, idle_seconds,
-                                bytes_to_browser, bytes_from_browser)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT(session) DO UPDATE SET ended_at = excluded.ended_at,
-               active_seconds = excluded.active_seconds, idle_seconds = excluded.idle_seconds,
-               bytes_to_browser = excluded.bytes_to_browser, bytes_from_browser = excluded.bytes_from_browser",
-            params![
-                r.session,
-                r.user,
-                r.workstation,
-                r.started_at,
-                r.ended_at,
-                r.active_seconds as i64,
-                r.idle_seconds as i64,
-                r.bytes_to_browser as i64,
-                r.bytes_from_browser as i64
-            ],
-        )?;
+    fn migrate_sqlite(db: &rusqlite::Connection) -> Result<(), StateError> {
+        db.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")?;
+        for (version, sql) in MIGRATIONS {
+            let done: i64 = db.query_row("SELECT COUNT(*) FROM schema_migrations WHERE version = $1", [version], |r| r.get(0))?;
+            if done == 0 {
+                let tx = db.unchecked_transaction()?;
+                tx.execute_batch(sql)?;
+                tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", [version])?;
+                tx.commit()?;
+            }
+        }
         Ok(())
     }
 
-    /// Sessions that started in `[from, to)`.
-    pub fn usage_between(&self, from: i64, to: i64) -> Result<Vec<UsageRecord>, StateError> {
-        let mut stmt = self.db.prepare(
-            "SELECT session, user, workstation, started_at, ended_at, active_seconds, idle_seconds,
-                    bytes_to_browser, bytes_from_browser
-             FROM usage WHERE started_at >= ?1 AND started_at < ?2 ORDER BY started_at, session",
-        )?;
-        let rows = stmt.query_map(params![from, to], |r| {
-            Ok(UsageRecord {
-                session: r.get(0)?,
-                user: r.get(1)?,
-                workstation: r.get(2)?,
-                started_at: r.get(3)?,
-                ended_at: r.get(4)?,
-                active_seconds: r.get::<_, i64>(5)? as u64,
-                idle_seconds: r.get::<_, i64>(6)? as u64,
-                bytes_to_browser: r.get::<_, i64>(7)? as u64,
-                bytes_from_browser: r.get::<_, i64>(8)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    /// PostgreSQL at `url` (`postgres://user:password@host:port/db`), shared by the nodes.
+    pub async fn connect_postgres(url: &str) -> Result<Self, StateError> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                warn!(%error, "the PostgreSQL connection ended");
+            }
+        });
+        // One node migrates at a time.
+        client.batch_execute("SELECT pg_advisory_lock(726562)").await?;
+        client.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)").await?;
+        for (version, sql) in MIGRATIONS {
+            let done = client.query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version]).await?;
+            if done.is_none() {
+                client.batch_execute(&format!("BEGIN; {sql}; INSERT INTO schema_migrations (version) VALUES ({version}); COMMIT;")).await?;
+            }
+        }
+        client.batch_execute("SELECT pg_advisory_unlock(726562)").await?;
+        Ok(State::Postgres(Arc::new(client)))
     }
+
+    /// Runs a statement on either backend.
+    async fn execute(&self, sql: &'static str, values: Vec<Val<'_>>) -> Result<u64, StateError> {
+        match self {
+            State::Sqlite(db) => {
+                let db = db.clone();
+                let owned: Vec<rusqlite::types::Value> = values.iter().map(sqlite_value).collect();
+                tokio::task::spawn_blocking(move || {
+                    let db = db.lock().unwrap();
+                    Ok(db.execute(sql, rusqlite::params_from_iter(owned))? as u64)
+                })
+                .await
+                .map_err(|e| StateError::Join(e.to_string()))?
+            }
+            State::Postgres(client) => {
+                let params = pg_params(&values);
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                Ok(client.execute(sql, &refs).await?)
+            }
+        }
+    }
+
+    /// Writes (or brings up to date) a session's record.
+    pub async fn record_usage(&self, r: &UsageRecord) -> Result<(), StateError> {
+        self.execute(
+            "INSERT INTO usage (session, username, workstation, node, started_at, ended_at, active_seconds,
+                                idle_seconds, bytes_to_browser, bytes_from_browser)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (session) DO UPDATE SET ended_at = excluded.ended_at,
+               active_seconds = excluded.active_seconds, idle_seconds = excluded.idle_seconds,
+               bytes_to_browser = excluded.bytes_to_browser, bytes_from_browser = excluded.bytes_from_browser",
+            vec![
+                Val::Text(&r.session),
+                Val::Text(&r.user),
+                Val::Text(&r.workstation),
+                Val::Text(&r.node),
+                Val::Int(r.started_at),
+                Val::OptInt(r.ended_at),
+                Val::Int(r.active_seconds as i64),
+                Val::Int(r.idle_seconds as i64),
+                Val::Int(r.bytes_to_browser as i64),
+                Val::Int(r.bytes_from_browser as i64),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Sessions that started in `[from, to)`, from every node.
+    pub async fn usage_between(&self, from: i64, to: i64) -> Result<Vec<UsageRecord>, StateError> {
+        const SQL: &str = "SELECT session, username, workstation, node, started_at, ended_at, active_seconds,
+                                  idle_seconds, bytes_to_browser, bytes_from_browser
+                           FROM usage WHERE started_at >= $1 AND started_at < $2 ORDER BY started_at, session";
+        match self {
+            State::Sqlite(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let db = db.lock().unwrap();
+                    let mut stmt = db.prepare(SQL)?;
+                    let rows = stmt.query_map([from, to], |r| {
+                        Ok(UsageRecord {
+                            session: r.get(0)?,
+                            user: r.get(1)?,
+                            workstation: r.get(2)?,
+                            node: r.get(3)?,
+                            started_at: r.get(4)?,
+                            ended_at: r.get(5)?,
+                            active_seconds: r.get::<_, i64>(6)? as u64,
+                            idle_seconds: r.get::<_, i64>(7)? as u64,
+                            bytes_to_browser: r.get::<_, i64>(8)? as u64,
+                            bytes_from_browser: r.get::<_, i64>(9)? as u64,
+                        })
+                    })?;
+                    Ok(rows.collect::<Result<_, _>>()?)
+                })
+                .await
+                .map_err(|e| StateError::Join(e.to_string()))?
+            }
+            State::Postgres(client) => Ok(client
+                .query(SQL, &[&from, &to])
+                .await?
+                .iter()
+                .map(|r| UsageRecord {
+                    session: r.get(0),
+                    user: r.get(1),
+                    workstation: r.get(2),
+                    node: r.get(3),
+                    started_at: r.get(4),
+                    ended_at: r.get(5),
+                    active_seconds: r.get::<_, i64>(6) as u64,
+                    idle_seconds: r.get::<_, i64>(7) as u64,
+                    bytes_to_browser: r.get::<_, i64>(8) as u64,
+                    bytes_from_browser: r.get::<_, i64>(9) as u64,
+                })
+                .collect()),
+        }
+    }
+
+    /// Claims `user`'s live session for `session` on `node`: the newest sign-in wins.
+    pub async fn claim_session(&self, user: &str, session: &str, node: &str, now: i64) -> Result<(), StateError> {
+        self.execute(
+            "INSERT INTO live_sessions (username, session, node, claimed_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (username) DO UPDATE SET session = excluded.session, node = excluded.node,
+               claimed_at = excluded.claimed_at",
+            vec![Val::Text(user), Val::Text(session), Val::Text(node), Val::Int(now)],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Whether `session` still holds `user`'s claim (false: a newer sign-in took it).
+    pub async fn holds_claim(&self, user: &str, session: &str) -> Result<bool, StateError> {
+        const SQL: &str = "SELECT session FROM live_sessions WHERE username = $1";
+        let holder: Option<String> = match self {
+            State::Sqlite(db) => {
+                let (db, user) = (db.clone(), user.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    use rusqlite::OptionalExtension as _;
+                    db.lock().unwrap().query_row(SQL, [&user], |r| r.get(0)).optional()
+                })
+                .await
+                .map_err(|e| StateError::Join(e.to_string()))??
+            }
+            State::Postgres(client) => client.query_opt(SQL, &[&user]).await?.map(|r| r.get(0)),
+        };
+        Ok(holder.as_deref().is_none_or(|h| h == session))
+    }
+
+    /// Gives up the claim when the session ends (only if it still holds it).
+    pub async fn release_claim(&self, user: &str, session: &str) -> Result<(), StateError> {
+        self.execute(
+            "DELETE FROM live_sessions WHERE username = $1 AND session = $2",
+            vec![Val::Text(user), Val::Text(session)],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+fn sqlite_value(v: &Val<'_>) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v {
+        Val::Text(t) => Value::Text((*t).to_owned()),
+        Val::Int(i) => Value::Integer(*i),
+        Val::OptInt(Some(i)) => Value::Integer(*i),
+        Val::OptInt(None) => Value::Null,
+    }
+}
+
+fn pg_params(values: &[Val<'_>]) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> {
+    values
+        .iter()
+        .map(|v| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+            match v {
+                Val::Text(t) => Box::new((*t).to_owned()),
+                Val::Int(i) => Box::new(*i),
+                Val::OptInt(o) => Box::new(*o),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_are_updated_in_place_and_selected_by_start() {
-        let s = State::in_memory().unwrap();
-        let mut r = UsageRecord {
+    fn record() -> UsageRecord {
+        UsageRecord {
             session: "n1-1".into(),
             user: "alice".into(),
             workstation: "rdp://pc:3389".into(),
+            node: "n1".into(),
             started_at: 1_000,
             ended_at: None,
             active_seconds: 10,
             idle_seconds: 0,
             bytes_to_browser: 5,
             bytes_from_browser: 1,
-        };
-        s.record_usage(&r).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_updated_in_place_and_selected_by_start() {
+        let s = State::in_memory().unwrap();
+        let mut r = record();
+        s.record_usage(&r).await.unwrap();
         r.ended_at = Some(1_100);
         r.active_seconds = 70;
         r.idle_seconds = 30;
-        s.record_usage(&r).unwrap();
-        assert_eq!(s.usage_between(0, 2_000).unwrap(), vec![r]);
-        assert!(s.usage_between(1_001, 2_000).unwrap().is_empty());
+        r.bytes_to_browser = 5_000_000_000;
+        s.record_usage(&r).await.unwrap();
+        assert_eq!(s.usage_between(0, 2_000).await.unwrap(), vec![r]);
+        assert!(s.usage_between(1_001, 2_000).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_newest_claim_wins() {
+        let s = State::in_memory().unwrap();
+        assert!(s.holds_claim("alice", "a").await.unwrap(), "no claim yet");
+        s.claim_session("alice", "a", "node-1", 1).await.unwrap();
+        assert!(s.holds_claim("alice", "a").await.unwrap());
+        s.claim_session("alice", "b", "node-2", 2).await.unwrap();
+        assert!(!s.holds_claim("alice", "a").await.unwrap());
+        s.release_claim("alice", "a").await.unwrap();
+        assert!(s.holds_claim("alice", "b").await.unwrap(), "a stale session cannot release the new claim");
+        s.release_claim("alice", "b").await.unwrap();
+        assert!(s.holds_claim("alice", "c").await.unwrap());
+    }
+
+    #[test]
+    fn migrations_are_applied_once() {
+        let dir = std::env::temp_dir().join(format!("rebond-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.sqlite3");
+        State::open_sqlite(&path).unwrap();
+        State::open_sqlite(&path).unwrap();
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = db.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(n as usize, MIGRATIONS.len());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -89,6 +89,7 @@ mod tests {
             session: format!("{user}-{started_at}"),
             user: user.into(),
             workstation: "rdp://pc:3389".into(),
+            node: "n1".into(),
             started_at,
             ended_at: Some(started_at + (active + idle) as i64),
             active_seconds: active,

@@ -6,6 +6,7 @@
 //! that kills it (by PID) when dropped; nothing started by anyone else is touched.
 
 pub mod browser;
+pub mod database;
 pub mod gateway;
 mod procs;
 pub mod workstation;

@@ -54,6 +54,9 @@ enum Command {
         by: UsageBy,
         #[arg(long, value_enum, default_value = "table")]
         format: UsageFormat,
+        /// Read a cluster's shared database instead of the data folder.
+        #[arg(long, env = "REBOND_DATABASE_URL")]
+        database_url: Option<String>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -256,7 +259,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 cfg.listen = l;
             }
             let exe = std::env::current_exe().context("cannot find the rebond executable for the workers")?;
-            let gw = rebond_gateway::Gateway::new(cfg, exe)?;
+            let gw = rebond_gateway::Gateway::new(cfg, exe).await?;
             gw.serve().await?;
         }
         Command::Drain { data, wait } => {
@@ -283,7 +286,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 println!("gateway {pid} has stopped");
             }
         }
-        Command::Usage { from, to, by, format, data } => {
+        Command::Usage { from, to, by, format, database_url, data } => {
             use rebond_state::report;
             let day = |text: &str| report::parse_date(text).with_context(|| format!("invalid date {text:?}: use YYYY-MM-DD"));
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
@@ -293,9 +296,14 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             if to <= from {
                 bail!("--to is before --from");
             }
-            std::fs::create_dir_all(data.path())?;
-            let state = rebond_state::State::open(&data.path().join("rebond.sqlite3"))?;
-            let records = state.usage_between(from, to)?;
+            let state = match database_url {
+                Some(url) => rebond_state::State::connect_postgres(&url).await?,
+                None => {
+                    std::fs::create_dir_all(data.path())?;
+                    rebond_state::State::open_sqlite(&data.path().join("rebond.sqlite3"))?
+                }
+            };
+            let records = state.usage_between(from, to).await?;
             let (group, title) = match by {
                 UsageBy::User => (report::GroupBy::User, "user"),
                 UsageBy::Day => (report::GroupBy::Day, "day"),

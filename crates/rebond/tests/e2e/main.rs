@@ -3,6 +3,7 @@
 //! the packages; the tests start and stop every server themselves.
 
 mod browser;
+mod cluster;
 mod common;
 mod deployment;
 mod operations;
