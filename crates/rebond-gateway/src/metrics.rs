@@ -5,8 +5,19 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// Upper bounds (seconds) of the key-to-frame latency buckets.
+const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
 #[derive(Default)]
 pub struct Metrics {
+    key_to_frame: Mutex<Histogram>,
     sign_ins: Mutex<BTreeMap<&'static str, u64>>,
     pub sessions_started: AtomicU64,
     pub bytes_to_browsers: AtomicU64,
@@ -19,6 +30,18 @@ impl Metrics {
     /// Counts a sign-in by outcome (`accepted` or an error code's name).
     pub fn sign_in(&self, outcome: &'static str) {
         *self.sign_ins.lock().unwrap().entry(outcome).or_default() += 1;
+    }
+
+    /// A key went up and the first frame after it went down `seconds` later.
+    pub fn key_to_frame(&self, seconds: f64) {
+        let mut h = self.key_to_frame.lock().unwrap();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -46,6 +69,13 @@ impl Metrics {
         for (outcome, n) in self.sign_ins.lock().unwrap().iter() {
             let _ = writeln!(out, "rebond_sign_ins_total{{outcome=\"{outcome}\"}} {n}");
         }
+        let h = self.key_to_frame.lock().unwrap();
+        let name = "rebond_key_to_frame_seconds";
+        let _ = writeln!(out, "# HELP {name} From a key received from the page to the next frame sent to it.\n# TYPE {name} histogram");
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(h.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", h.count, h.sum, h.count);
         out
     }
 }
@@ -67,5 +97,12 @@ mod tests {
         assert!(text.contains("rebond_sign_ins_total{outcome=\"bad_credentials\"} 1\n"));
         assert!(text.contains("rebond_bytes_to_browsers_total 1500\n"));
         assert!(text.contains("# TYPE rebond_worker_crashes_total counter\n"));
+        m.key_to_frame(0.015);
+        m.key_to_frame(0.3);
+        let text = m.render(0, 1, false);
+        assert!(text.contains("rebond_key_to_frame_seconds_bucket{le=\"0.01\"} 0\n"), "{text}");
+        assert!(text.contains("rebond_key_to_frame_seconds_bucket{le=\"0.02\"} 1\n"));
+        assert!(text.contains("rebond_key_to_frame_seconds_bucket{le=\"0.5\"} 2\n"));
+        assert!(text.contains("rebond_key_to_frame_seconds_bucket{le=\"+Inf\"} 2\nrebond_key_to_frame_seconds_sum 0.315\n"));
     }
 }

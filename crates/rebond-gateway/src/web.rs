@@ -281,6 +281,8 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
     info!(session = session.id, %peer, "page attached");
 
     let mut filter = UplinkFilter::new(rebond_policy::MAX_SIDE, rebond_policy::MAX_SIDE);
+    // The oldest key not yet followed by a frame, for the key-to-frame latency.
+    let mut key_pending: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -291,8 +293,11 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
                         match filter.binary(&bytes) {
                             Verdict::Violation(v) => Err(v),
                             verdict => {
-                                if matches!(verdict, Verdict::Input(_)) {
+                                if let Verdict::Input(inputs) = &verdict {
                                     session.touch();
+                                    if key_pending.is_none() && inputs.iter().any(|i| matches!(i, rebond_policy::Input::Key { down: true, .. })) {
+                                        key_pending = Some(std::time::Instant::now());
+                                    }
                                 }
                                 session.send(ToWorker::Uplink(bytes.to_vec())).await;
                                 Ok(())
@@ -320,6 +325,11 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
                 Some(Outgoing::Message(bytes)) => {
                     crate::metrics::Metrics::add(&gw.metrics.bytes_to_browsers, bytes.len() as u64);
                     crate::metrics::Metrics::add(&session.bytes_to_browser, bytes.len() as u64);
+                    if Downlink::tag(&bytes) == Some(Downlink::FRAME_END_TAG) {
+                        if let Some(t) = key_pending.take() {
+                            gw.metrics.key_to_frame(t.elapsed().as_secs_f64());
+                        }
+                    }
                     match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Binary(bytes.into()))).await {
                         Ok(Ok(())) => {}
                         _ => break,

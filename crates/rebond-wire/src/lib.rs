@@ -315,6 +315,7 @@ impl Downlink {
     pub const STATUS_TAG: u8 = tag::STATUS;
     pub const DESKTOP_SIZE_TAG: u8 = tag::DESKTOP_SIZE;
     pub const ERROR_TAG: u8 = tag::ERROR;
+    pub const FRAME_END_TAG: u8 = tag::FRAME_END;
 
     /// The type byte of an encoded message.
     pub fn tag(bytes: &[u8]) -> Option<u8> {

@@ -16,7 +16,18 @@ async fn health_metrics_and_drain() {
     let client = s.sign_in().await;
     let mut socket = client.open_socket().await.unwrap();
     first_frame(&mut socket).await;
+    // A key typed and its echo drawn: one key-to-frame latency observed.
+    {
+        use futures_util::SinkExt as _;
+        use tokio_tungstenite::tungstenite::Message;
+        for down in [true, false] {
+            let key = rebond_wire::Uplink::Key { scancode: 0x1e, extended: false, down };
+            socket.send(Message::Binary(key.encode().into())).await.unwrap();
+        }
+        first_frame(&mut socket).await;
+    }
     let (_, metrics) = s.gw.get("/metrics").unwrap();
+    assert!(metrics.contains("rebond_key_to_frame_seconds_count 1\n"), "{metrics}");
     assert!(metrics.contains("rebond_sessions 1\n"), "{metrics}");
     assert!(metrics.contains("rebond_sign_ins_total{outcome=\"accepted\"} 1\n"), "{metrics}");
     let bytes: u64 = metrics
