@@ -16,7 +16,7 @@ pub use store::{hash_password, Store, StoreError};
 /// The outcome of a sign-in attempt against the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignIn {
-    Accepted { user: String },
+    Accepted { user: String, groups: Vec<String> },
     /// Unknown user or wrong password: the person is told the same thing for both.
     Refused,
 }

@@ -15,6 +15,8 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     #[error("invalid user name {0:?}: use letters, digits, '.', '-', '_', '@' or '\\'")]
     UserName(String),
+    #[error("invalid group name {0:?}: use letters, digits, '.', '-', '_', '@' or '\\'")]
+    GroupName(String),
     #[error("the password is empty")]
     EmptyPassword,
     #[error("no such user: {0}")]
@@ -37,6 +39,11 @@ CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS user_groups (
+    name TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    PRIMARY KEY (name, grp)
 );
 CREATE TABLE IF NOT EXISTS routes (
     user TEXT PRIMARY KEY,
@@ -105,6 +112,30 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a user's groups (the local equivalent of directory groups: usage by
+    /// group, and later policies).
+    pub fn set_groups(&self, name: &str, groups: &[String]) -> Result<(), StoreError> {
+        for g in groups {
+            if !valid_user_name(g) {
+                return Err(StoreError::GroupName(g.clone()));
+            }
+        }
+        let name = normalize_user(name);
+        let tx = self.db.unchecked_transaction()?;
+        tx.execute("DELETE FROM user_groups WHERE name = ?1", params![name])?;
+        for g in groups {
+            tx.execute("INSERT OR IGNORE INTO user_groups (name, grp) VALUES (?1, ?2)", params![name, g.trim()])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn groups(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.db.prepare("SELECT grp FROM user_groups WHERE name = ?1 ORDER BY grp")?;
+        let rows = stmt.query_map(params![normalize_user(name)], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn users(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.db.prepare("SELECT name FROM users ORDER BY name")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
@@ -122,7 +153,11 @@ impl Store {
         let stored = hash.as_deref().unwrap_or(&self.decoy);
         let parsed = PasswordHash::new(stored).map_err(|e| StoreError::Hash(e.to_string()))?;
         let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
-        Ok(if ok && hash.is_some() && !password.is_empty() { SignIn::Accepted { user } } else { SignIn::Refused })
+        if !(ok && hash.is_some() && !password.is_empty()) {
+            return Ok(SignIn::Refused);
+        }
+        let groups = self.groups(&user)?;
+        Ok(SignIn::Accepted { user, groups })
     }
 
     pub fn set_route(&self, user: &str, route: &Route) -> Result<(), StoreError> {
@@ -190,7 +225,12 @@ mod tests {
     fn users_sign_in_with_their_password_only() {
         let s = Store::in_memory().unwrap();
         s.set_user("Alice", &pw("correct horse")).unwrap();
-        assert_eq!(s.sign_in("alice ", &pw("correct horse")).unwrap(), SignIn::Accepted { user: "alice".into() });
+        s.set_groups("alice", &["sales".into(), "call-centre".into()]).unwrap();
+        assert_eq!(
+            s.sign_in("alice ", &pw("correct horse")).unwrap(),
+            SignIn::Accepted { user: "alice".into(), groups: vec!["call-centre".into(), "sales".into()] }
+        );
+        assert!(matches!(s.set_groups("alice", &["a,b".into()]), Err(StoreError::GroupName(_))));
         assert_eq!(s.sign_in("alice", &pw("wrong")).unwrap(), SignIn::Refused);
         assert_eq!(s.sign_in("bob", &pw("correct horse")).unwrap(), SignIn::Refused);
         assert_eq!(s.sign_in("alice", &pw("")).unwrap(), SignIn::Refused);

@@ -66,6 +66,9 @@ pub struct UserEntry {
     pub name: String,
     /// Argon2id hash in PHC form (`rebond user hash` prints one).
     pub password_hash: String,
+    /// Local groups (usage by group; the directory's groups for directory users).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -73,6 +73,7 @@ impl Gateway {
         let store = open_store(&config.data_dir)?;
         for u in &config.users {
             store.set_user_hash(&u.name, &u.password_hash).with_context(|| format!("user {:?} in the configuration", u.name))?;
+            store.set_groups(&u.name, &u.groups).with_context(|| format!("groups of {:?} in the configuration", u.name))?;
         }
         for r in &config.routes {
             if r.insecure_skip_verify {
@@ -104,17 +105,17 @@ impl Gateway {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Checks the password and finds the route. Blocking (Argon2, SQLite).
-    fn directory_sign_in(&self, user: &str, password: &Zeroizing<String>) -> Result<Option<Route>, ErrorCode> {
+    /// Checks the password and finds the person's groups and route. Blocking (Argon2, SQLite).
+    fn directory_sign_in(&self, user: &str, password: &Zeroizing<String>) -> Result<(Vec<String>, Option<Route>), ErrorCode> {
         let store = self.store.lock().unwrap();
-        match store.sign_in(user, password) {
-            Ok(SignIn::Accepted { .. }) => {}
+        let groups = match store.sign_in(user, password) {
+            Ok(SignIn::Accepted { groups, .. }) => groups,
             Ok(SignIn::Refused) => return Err(ErrorCode::BadCredentials),
             Err(e) => {
                 warn!(error = %e, "local store failed during sign-in");
                 return Err(ErrorCode::WorkerFailed);
             }
-        }
+        };
         if let Some(r) = self.config.routes.iter().find(|r| rebond_directory::normalize_user(&r.user) == user) {
             let trust = if let Some(ca) = &r.ca_file {
                 Trust::CaFile(ca.display().to_string())
@@ -123,12 +124,12 @@ impl Gateway {
             } else {
                 Trust::Insecure
             };
-            return Route::parse_url(&r.workstation, trust).map(Some).map_err(|e| {
+            return Route::parse_url(&r.workstation, trust).map(|r| (groups, Some(r))).map_err(|e| {
                 warn!(error = %e, %user, "invalid route in the configuration");
                 ErrorCode::NoWorkstation
             });
         }
-        store.route(user).map_err(|e| {
+        store.route(user).map(|r| (groups, r)).map_err(|e| {
             warn!(error = %e, %user, "cannot read the route table");
             ErrorCode::NoWorkstation
         })
@@ -188,7 +189,7 @@ impl Gateway {
     /// Watches one session for its whole life: meters active and idle time and bytes
     /// (written at start, every few seconds, and at the end), and disconnects an idle
     /// page after a warning. The workstation's own session stays open (RDP disconnect).
-    pub(crate) async fn watch(self: Arc<Self>, session: Arc<sessions::Session>, workstation: String) {
+    pub(crate) async fn watch(self: Arc<Self>, session: Arc<sessions::Session>, workstation: String, groups: Vec<String>) {
         use std::time::Duration;
         self.watchers.fetch_add(1, Ordering::SeqCst);
         let timeout = Duration::from_secs(self.config.idle_timeout_seconds);
@@ -198,6 +199,7 @@ impl Gateway {
             user: session.user.clone(),
             workstation,
             node: self.node.clone(),
+            groups,
             started_at: unix_now(),
             ended_at: None,
             active_seconds: 0,

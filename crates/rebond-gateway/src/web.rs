@@ -180,9 +180,9 @@ async fn sign_in(
         let (user, password) = (user.clone(), req.password.clone());
         tokio::task::spawn_blocking(move || gw.directory_sign_in(&user, &password)).await
     };
-    let route = match verdict {
-        Ok(Ok(Some(route))) => route,
-        Ok(Ok(None)) => {
+    let (groups, route) = match verdict {
+        Ok(Ok((groups, Some(route)))) => (groups, route),
+        Ok(Ok((_, None))) => {
             info!(%peer, %user, outcome = %ErrorCode::NoWorkstation, "sign-in refused");
             return refused(&gw, StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
         }
@@ -199,7 +199,7 @@ async fn sign_in(
     match gw.sessions.admit(&user, hash_token(&token), gw.config.max_sessions, start) {
         Ok(Admission::Started(s)) => {
             info!(%peer, %user, session = s.id, workstation = %route.url(), "signed in");
-            tokio::spawn(gw.clone().watch(s, route.url()));
+            tokio::spawn(gw.clone().watch(s, route.url(), groups));
         }
         Ok(Admission::TakenOver(s)) => info!(%peer, %user, session = s.id, "signed in, taking over the running session"),
         Ok(Admission::AtCapacity) => {

@@ -25,6 +25,7 @@ pub const CHECKPOINT_SECONDS: u64 = 30;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_usage.sql")),
     (2, include_str!("../migrations/0002_live_sessions.sql")),
+    (3, include_str!("../migrations/0003_usage_groups.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,8 @@ pub struct UsageRecord {
     pub workstation: String,
     /// The gateway node that served it.
     pub node: String,
+    /// The person's groups when the session started.
+    pub groups: Vec<String>,
     pub started_at: i64,
     /// `None` while the session runs.
     pub ended_at: Option<i64>,
@@ -144,8 +147,8 @@ impl State {
     pub async fn record_usage(&self, r: &UsageRecord) -> Result<(), StateError> {
         self.execute(
             "INSERT INTO usage (session, username, workstation, node, started_at, ended_at, active_seconds,
-                                idle_seconds, bytes_to_browser, bytes_from_browser)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                idle_seconds, bytes_to_browser, bytes_from_browser, groups)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (session) DO UPDATE SET ended_at = excluded.ended_at,
                active_seconds = excluded.active_seconds, idle_seconds = excluded.idle_seconds,
                bytes_to_browser = excluded.bytes_to_browser, bytes_from_browser = excluded.bytes_from_browser",
@@ -160,6 +163,7 @@ impl State {
                 Val::Int(r.idle_seconds as i64),
                 Val::Int(r.bytes_to_browser as i64),
                 Val::Int(r.bytes_from_browser as i64),
+                Val::Text(&r.groups.join(",")),
             ],
         )
         .await
@@ -169,7 +173,7 @@ impl State {
     /// Sessions that started in `[from, to)`, from every node.
     pub async fn usage_between(&self, from: i64, to: i64) -> Result<Vec<UsageRecord>, StateError> {
         const SQL: &str = "SELECT session, username, workstation, node, started_at, ended_at, active_seconds,
-                                  idle_seconds, bytes_to_browser, bytes_from_browser
+                                  idle_seconds, bytes_to_browser, bytes_from_browser, groups
                            FROM usage WHERE started_at >= $1 AND started_at < $2 ORDER BY started_at, session";
         match self {
             State::Sqlite(db) => {
@@ -189,6 +193,7 @@ impl State {
                             idle_seconds: r.get::<_, i64>(7)? as u64,
                             bytes_to_browser: r.get::<_, i64>(8)? as u64,
                             bytes_from_browser: r.get::<_, i64>(9)? as u64,
+                            groups: split_groups(&r.get::<_, String>(10)?),
                         })
                     })?;
                     Ok(rows.collect::<Result<_, _>>()?)
@@ -211,6 +216,7 @@ impl State {
                     idle_seconds: r.get::<_, i64>(7) as u64,
                     bytes_to_browser: r.get::<_, i64>(8) as u64,
                     bytes_from_browser: r.get::<_, i64>(9) as u64,
+                    groups: split_groups(&r.get::<_, String>(10)),
                 })
                 .collect()),
         }
@@ -257,6 +263,10 @@ impl State {
     }
 }
 
+fn split_groups(text: &str) -> Vec<String> {
+    text.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect()
+}
+
 fn sqlite_value(v: &Val<'_>) -> rusqlite::types::Value {
     use rusqlite::types::Value;
     match v {
@@ -290,6 +300,7 @@ mod tests {
             user: "alice".into(),
             workstation: "rdp://pc:3389".into(),
             node: "n1".into(),
+            groups: vec!["sales".into(), "support".into()],
             started_at: 1_000,
             ended_at: None,
             active_seconds: 10,

@@ -7,6 +7,8 @@ use crate::UsageRecord;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
     User,
+    /// A session counts in each of its person's groups (`(no group)` when none).
+    Group,
     Day,
 }
 
@@ -40,16 +42,20 @@ pub fn parse_date(text: &str) -> Option<i64> {
 pub fn totals(records: &[UsageRecord], by: GroupBy) -> Vec<Totals> {
     let mut groups: BTreeMap<String, Totals> = BTreeMap::new();
     for r in records {
-        let key = match by {
-            GroupBy::User => r.user.clone(),
-            GroupBy::Day => utc_date(r.started_at),
+        let keys = match by {
+            GroupBy::User => vec![r.user.clone()],
+            GroupBy::Day => vec![utc_date(r.started_at)],
+            GroupBy::Group if r.groups.is_empty() => vec!["(no group)".to_owned()],
+            GroupBy::Group => r.groups.clone(),
         };
-        let t = groups.entry(key.clone()).or_insert_with(|| Totals { key, ..Totals::default() });
-        t.sessions += 1;
-        t.active_minutes += r.active_seconds as f64 / 60.0;
-        t.idle_minutes += r.idle_seconds as f64 / 60.0;
-        t.bytes_to_browser += r.bytes_to_browser;
-        t.bytes_from_browser += r.bytes_from_browser;
+        for key in keys {
+            let t = groups.entry(key.clone()).or_insert_with(|| Totals { key, ..Totals::default() });
+            t.sessions += 1;
+            t.active_minutes += r.active_seconds as f64 / 60.0;
+            t.idle_minutes += r.idle_seconds as f64 / 60.0;
+            t.bytes_to_browser += r.bytes_to_browser;
+            t.bytes_from_browser += r.bytes_from_browser;
+        }
     }
     groups.into_values().collect()
 }
@@ -85,11 +91,13 @@ mod tests {
     use super::*;
 
     fn rec(user: &str, started_at: i64, active: u64, idle: u64, down: u64) -> UsageRecord {
+        let groups = if user == "alice" { vec!["sales".into(), "support".into()] } else { vec![] };
         UsageRecord {
             session: format!("{user}-{started_at}"),
             user: user.into(),
             workstation: "rdp://pc:3389".into(),
             node: "n1".into(),
+            groups,
             started_at,
             ended_at: Some(started_at + (active + idle) as i64),
             active_seconds: active,
@@ -123,6 +131,11 @@ mod tests {
         assert!((by_user[0].active_minutes - 11.0).abs() < 1e-9);
         let by_day = totals(&records, GroupBy::Day);
         assert_eq!(by_day.iter().map(|t| (t.key.as_str(), t.sessions)).collect::<Vec<_>>(), vec![("2026-11-28", 2), ("2026-11-29", 1)]);
+        let by_group = totals(&records, GroupBy::Group);
+        assert_eq!(
+            by_group.iter().map(|t| (t.key.as_str(), t.sessions)).collect::<Vec<_>>(),
+            vec![("(no group)", 1), ("sales", 2), ("support", 2)]
+        );
         let text = csv(&by_day, "day");
         assert!(text.starts_with("day,sessions,"));
         assert!(text.contains("2026-11-28,2,12.00,1.00,1010,2\n"));

@@ -47,6 +47,14 @@ impl Gateway {
         run(cmd, stdin)
     }
 
+    pub fn add_user_in(&self, name: &str, password: &str, groups: &[&str]) -> anyhow::Result<()> {
+        let mut args = vec!["user", "add", name, "--password-stdin"];
+        for g in groups {
+            args.extend(["--group", g]);
+        }
+        self.cli(&args, Some(password)).map(drop)
+    }
+
     pub fn add_user(&self, name: &str, password: &str) -> anyhow::Result<()> {
         self.cli(&["user", "add", name, "--password-stdin"], Some(password)).map(drop)
     }

@@ -79,6 +79,7 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum UsageBy {
     User,
+    Group,
     Day,
 }
 
@@ -110,6 +111,9 @@ enum UserCommand {
         /// Read the password from standard input instead of a prompt.
         #[arg(long)]
         password_stdin: bool,
+        /// The user's groups (repeat the option); replaces the previous ones.
+        #[arg(long = "group")]
+        groups: Vec<String>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -306,6 +310,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             let records = state.usage_between(from, to).await?;
             let (group, title) = match by {
                 UsageBy::User => (report::GroupBy::User, "user"),
+                UsageBy::Group => (report::GroupBy::Group, "group"),
                 UsageBy::Day => (report::GroupBy::Day, "day"),
             };
             let rows = report::totals(&records, group);
@@ -324,10 +329,13 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::User(cmd) => match cmd {
-            UserCommand::Add { name, password_stdin, data } => {
+            UserCommand::Add { name, password_stdin, groups, data } => {
                 let store = rebond_gateway::open_store(&data.path())?;
                 let pw = read_password(password_stdin, &format!("Password for {name}: "))?;
                 store.set_user(&name, &pw)?;
+                if !groups.is_empty() {
+                    store.set_groups(&name, &groups)?;
+                }
                 println!("user {} saved", rebond_directory::normalize_user(&name));
             }
             UserCommand::Remove { name, data } => {
@@ -335,8 +343,9 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 println!("user {name} removed");
             }
             UserCommand::List { data } => {
-                for u in rebond_gateway::open_store(&data.path())?.users()? {
-                    println!("{u}");
+                let store = rebond_gateway::open_store(&data.path())?;
+                for u in store.users()? {
+                    println!("{u}\t{}", store.groups(&u)?.join(","));
                 }
             }
             UserCommand::Hash { password_stdin } => {

@@ -96,6 +96,7 @@ async fn idle_pages_are_warned_then_disconnected_and_can_resume() {
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_is_metered_exactly_and_kept_on_disk() {
     let mut s = Setup::nla_with(gateway_with("drain_deadline_seconds = 1\n"));
+    s.gw.add_user_in(&s.user, &s.password, &["call-centre", "sales"]).unwrap();
     let (report, _) = probe(&s.gw, &s.user, &s.password, Some("ls{Enter}"), 3).await;
     assert!(report.error.is_none(), "{report:?}");
     assert!(s.gw.terminate(), "the gateway stops on SIGTERM");
@@ -118,4 +119,7 @@ async fn usage_is_metered_exactly_and_kept_on_disk() {
     assert!(row["active_minutes"].as_f64().unwrap() > 0.0, "{out}");
     let csv = rebond_testkit::gateway::rebond(std::path::Path::new(EXE), &["usage", "--data", &data, "--by", "day", "--format", "csv"], None).unwrap();
     assert!(csv.starts_with("day,sessions,active_minutes,idle_minutes,bytes_to_browser,bytes_from_browser\n"), "{csv}");
+    let by_group = rebond_testkit::gateway::rebond(std::path::Path::new(EXE), &["usage", "--data", &data, "--by", "group", "--format", "csv"], None).unwrap();
+    let groups: Vec<&str> = by_group.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(groups, vec!["call-centre", "sales"], "{by_group}");
 }
