@@ -50,6 +50,7 @@ let retries = 0;
 let pointerUrl = null;
 let lastMove = 0;
 let noticeTimer = null;
+let awaitingFrame = false;
 
 const canvas = $('screen');
 const ctx = canvas.getContext('2d', { alpha: false });
@@ -223,10 +224,9 @@ function onMessage(ev) {
       ctx.fillStyle = '#000';
       ctx.fillRect(0, 0, desktopW, desktopH);
       fitCanvas();
-      $('panel').classList.add('hidden');
-      $('desktop').classList.remove('hidden');
-      $('desktop').classList.remove('overlay');
-      canvas.focus();
+      // The desktop shows once its first frame is drawn: no black canvas, and no
+      // keystroke before the workstation has opened the session.
+      awaitingFrame = true;
       everConnected = true;
       retries = 0;
       break;
@@ -242,6 +242,13 @@ function onMessage(ev) {
     case D.FRAME_END: {
       const seq = view.getUint32(1, true);
       drawing = drawing.then(() => {
+        if (awaitingFrame) {
+          awaitingFrame = false;
+          $('panel').classList.add('hidden');
+          $('desktop').classList.remove('hidden');
+          $('desktop').classList.remove('overlay');
+          canvas.focus();
+        }
         const [b, v] = msg(T.ACK, 5);
         v.setUint32(1, seq, true);
         send(b);
