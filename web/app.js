@@ -272,12 +272,12 @@ function onMessage(ev) {
     }
     case D.NOTICE: {
       const seconds = view.getUint32(2, true);
-      const key = { 1: 'draining', 2: 'idle_warning' }[data[1]];
+      const key = { 1: 'draining', 2: 'idle_warning', 3: 'injected_slowed', 4: 'injected_recorded' }[data[1]];
       if (key) {
         $('desktop').dataset.message = t(key).replace('{seconds}', String(seconds));
         $('desktop').classList.add('overlay');
         clearTimeout(noticeTimer);
-        noticeTimer = setTimeout(() => $('desktop').classList.remove('overlay'), Math.min(15, seconds) * 1000);
+        noticeTimer = setTimeout(() => $('desktop').classList.remove('overlay'), Math.min(15, Math.max(5, seconds)) * 1000);
       }
       break;
     }

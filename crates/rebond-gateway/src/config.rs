@@ -25,6 +25,10 @@ pub struct Config {
     /// The workstation's own session stays open; signing in again resumes it.
     #[serde(default)]
     pub idle_timeout_seconds: u64,
+    /// Keystrokes far faster than a person types (a paste or a rogue device disguised
+    /// as typing): `log`, `slow` (to a person's pace; the default) or `block`.
+    #[serde(default)]
+    pub injected_typing: rebond_policy::TypingPolicy,
     /// On SIGTERM or `rebond drain`: how long to wait for sessions to end before
     /// closing them (match the orchestrator's termination grace period).
     #[serde(default = "default_drain_deadline")]

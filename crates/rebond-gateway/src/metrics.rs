@@ -24,6 +24,7 @@ pub struct Metrics {
     pub bytes_from_browsers: AtomicU64,
     pub worker_crashes: AtomicU64,
     pub uplink_violations: AtomicU64,
+    pub injected_typing: AtomicU64,
 }
 
 impl Metrics {
@@ -65,6 +66,7 @@ impl Metrics {
         counter(&mut out, "rebond_bytes_from_browsers_total", "Bytes received from pages over session sockets.", &self.bytes_from_browsers);
         counter(&mut out, "rebond_worker_crashes_total", "Bounce workers that ended without a reason.", &self.worker_crashes);
         counter(&mut out, "rebond_uplink_violations_total", "Sessions closed for a forbidden uplink message.", &self.uplink_violations);
+        counter(&mut out, "rebond_injected_typing_total", "Bursts of keystrokes faster than a person types.", &self.injected_typing);
         let _ = writeln!(out, "# HELP rebond_sign_ins_total Sign-in attempts by outcome.\n# TYPE rebond_sign_ins_total counter");
         for (outcome, n) in self.sign_ins.lock().unwrap().iter() {
             let _ = writeln!(out, "rebond_sign_ins_total{{outcome=\"{outcome}\"}} {n}");

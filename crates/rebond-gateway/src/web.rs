@@ -270,6 +270,45 @@ async fn refuse_socket(mut socket: WebSocket, code: ErrorCode) {
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why the uplink ends a session.
+enum UplinkEnd {
+    Violation(rebond_policy::Violation),
+    InjectedTyping,
+}
+
+/// Keystrokes far faster than a person: record, tell the person, and slow or block
+/// as the policy says.
+async fn on_injected_typing(
+    gw: &Gateway,
+    session: &Session,
+    guard: &rebond_policy::TypingGuard,
+    keys_per_second: f64,
+    first: bool,
+) -> Result<(), UplinkEnd> {
+    use rebond_policy::TypingPolicy;
+    let policy = gw.config.injected_typing;
+    if first {
+        warn!(session = session.id, user = %session.user, keys_per_second = keys_per_second.round(), ?policy, "injected typing");
+        crate::metrics::Metrics::add(&gw.metrics.injected_typing, 1);
+        let notice = match policy {
+            TypingPolicy::Slow => Some(rebond_wire::Notice::InjectedTypingSlowed),
+            TypingPolicy::Log => Some(rebond_wire::Notice::InjectedTypingRecorded),
+            TypingPolicy::Block => None,
+        };
+        if let Some(notice) = notice {
+            session.notify(Downlink::Notice { notice, seconds: 0 }.encode());
+        }
+    }
+    match policy {
+        TypingPolicy::Log => Ok(()),
+        TypingPolicy::Slow => {
+            tokio::time::sleep(Duration::from_millis(guard.delay_ms())).await;
+            Ok(())
+        }
+        TypingPolicy::Block => Err(UplinkEnd::InjectedTyping),
+    }
+}
+
 async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSocket, peer: SocketAddr) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(4096);
     let (generation, status) = session.attach(tx);
@@ -283,6 +322,8 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
     let mut filter = UplinkFilter::new(rebond_policy::MAX_SIDE, rebond_policy::MAX_SIDE);
     // The oldest key not yet followed by a frame, for the key-to-frame latency.
     let mut key_pending: Option<std::time::Instant> = None;
+    let mut typing = rebond_policy::TypingGuard::default();
+    let attached_at = std::time::Instant::now();
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -291,27 +332,49 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
                         crate::metrics::Metrics::add(&gw.metrics.bytes_from_browsers, bytes.len() as u64);
                         crate::metrics::Metrics::add(&session.bytes_from_browser, bytes.len() as u64);
                         match filter.binary(&bytes) {
-                            Verdict::Violation(v) => Err(v),
+                            Verdict::Violation(v) => Err(UplinkEnd::Violation(v)),
                             verdict => {
+                                let mut injected = None;
                                 if let Verdict::Input(inputs) = &verdict {
                                     session.touch();
                                     if key_pending.is_none() && inputs.iter().any(|i| matches!(i, rebond_policy::Input::Key { down: true, .. })) {
                                         key_pending = Some(std::time::Instant::now());
                                     }
+                                    let typed = inputs.iter().any(|i| matches!(i,
+                                        rebond_policy::Input::Key { scancode, extended, down: true } if rebond_policy::is_character_key(*scancode, *extended)));
+                                    if typed {
+                                        let now_ms = attached_at.elapsed().as_millis() as u64;
+                                        if let rebond_policy::Typing::Injected { keys_per_second, first } = typing.press(now_ms) {
+                                            injected = Some((keys_per_second, first));
+                                        }
+                                    }
                                 }
-                                session.send(ToWorker::Uplink(bytes.to_vec())).await;
-                                Ok(())
+                                let allowed = match injected {
+                                    Some((rate, first)) => on_injected_typing(&gw, &session, &typing, rate, first).await,
+                                    None => Ok(()),
+                                };
+                                if allowed.is_ok() {
+                                    session.send(ToWorker::Uplink(bytes.to_vec())).await;
+                                }
+                                allowed
                             }
                         }
                     }
                     Some(Ok(Message::Text(text))) => match filter.text(text.len()) {
-                        Verdict::Violation(v) => Err(v),
+                        Verdict::Violation(v) => Err(UplinkEnd::Violation(v)),
                         _ => Ok(()),
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 };
-                if let Err(violation) = verdict {
+                if let Err(UplinkEnd::InjectedTyping) = verdict {
+                    session.stop(Some(ErrorCode::InjectedTyping));
+                    session.detach(generation);
+                    let _ = socket.send(Message::Binary(Downlink::Error { code: ErrorCode::InjectedTyping }.encode().into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                if let Err(UplinkEnd::Violation(violation)) = verdict {
                     warn!(session = session.id, user = %session.user, %peer, %violation, "uplink violation: session closed");
                     crate::metrics::Metrics::add(&gw.metrics.uplink_violations, 1);
                     session.stop(Some(ErrorCode::ForbiddenMessage));

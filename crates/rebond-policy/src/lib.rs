@@ -7,6 +7,10 @@
 //!
 //! INVARIANT: the only way up from the browser is a decoded, checked [`Input`].
 
+mod typing;
+
+pub use typing::{is_character_key, Typing, TypingGuard, TypingPolicy, MAX_KEYS_PER_SECOND, WINDOW};
+
 use rebond_wire::{Button, DecodeError, Uplink};
 
 /// The static virtual channel that carries dynamic channels ([MS-RDPEDYC]).

@@ -208,10 +208,11 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                                 // Point at the middle of the desktop first, as a person would,
                                 // so the window there has the keyboard focus.
                                 let (x, y) = (fb.width / 2, fb.height / 2);
-                                ws.send(Message::Binary(Uplink::PointerMove { x, y }.encode().into())).await?;
+                                let _ = ws.send(Message::Binary(Uplink::PointerMove { x, y }.encode().into())).await;
                             }
                         }
-                        ws.send(Message::Binary(Uplink::FrameAck { seq }.encode().into())).await?;
+                        // A send fails when the gateway closes the session; the reason is read next.
+                        let _ = ws.send(Message::Binary(Uplink::FrameAck { seq }.encode().into())).await;
                     }
                     Ok(Downlink::Error { code }) => {
                         report.error = Some(ProbeError::from_code(code));
@@ -224,7 +225,7 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
             }
             _ = key_timer.tick(), if first_frame.is_some() && !keys.is_empty() => {
                 let k = keys.pop_front().expect("not empty");
-                ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down }.encode().into())).await?;
+                let _ = ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down }.encode().into())).await;
                 report.keys_sent += 1;
             }
             _ = until_end => break,

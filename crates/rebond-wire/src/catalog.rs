@@ -76,6 +76,8 @@ texts! {
     "error_code" => "Error code", "Code d'erreur";
     "draining" => "This gateway is closing for maintenance in {seconds} s. Save your work; if you are cut off, sign in again and you will find your desktop as you left it.", "Cette passerelle ferme pour maintenance dans {seconds} s. Enregistrez votre travail ; si vous êtes coupé, reconnectez-vous : vous retrouverez votre bureau tel que vous l'avez laissé.";
     "idle_warning" => "You will be disconnected in {seconds} s for inactivity; move the mouse to stay.", "Vous serez déconnecté dans {seconds} s faute d'activité ; bougez la souris pour rester.";
+    "injected_slowed" => "Keystrokes are arriving faster than a person types (pasted or injected text): they are slowed to a person's pace, and this is recorded.", "Des frappes arrivent plus vite qu'une personne ne tape (texte collé ou injecté) : elles sont ralenties au rythme d'une personne, et c'est enregistré.";
+    "injected_recorded" => "Keystrokes are arriving faster than a person types (pasted or injected text): this is recorded.", "Des frappes arrivent plus vite qu'une personne ne tape (texte collé ou injecté) : c'est enregistré.";
     "network_error" => "The gateway cannot be reached. Check your Internet connection and try again.", "La passerelle est injoignable. Vérifiez votre connexion Internet et réessayez.";
 }
 
@@ -140,6 +142,10 @@ pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
         ErrorCode::Idle => Text {
             en: "You were disconnected after a while without activity. Your session is still open on your workstation: sign in again to continue.",
             fr: "Vous avez été déconnecté après un moment sans activité. Votre session reste ouverte sur votre poste : reconnectez-vous pour continuer.",
+        },
+        ErrorCode::InjectedTyping => Text {
+            en: "Your session was closed: keystrokes arrived far faster than a person types (pasted or injected text).",
+            fr: "Votre session a été fermée : des frappes sont arrivées bien plus vite qu'une personne ne tape (texte collé ou injecté).",
         },
         ErrorCode::SignedOut => Text {
             en: "You are signed out.",

@@ -96,10 +96,11 @@ pub enum ErrorCode {
     BadRequest = 14,
     SignedOut = 15,
     Idle = 16,
+    InjectedTyping = 17,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadCredentials,
         ErrorCode::WorkstationUnreachable,
         ErrorCode::WorkstationRefusedCredentials,
@@ -116,6 +117,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::SignedOut,
         ErrorCode::Idle,
+        ErrorCode::InjectedTyping,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -141,6 +143,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::SignedOut => "signed_out",
             ErrorCode::Idle => "idle",
+            ErrorCode::InjectedTyping => "injected_typing",
         }
     }
 
@@ -189,6 +192,10 @@ pub enum Notice {
     Draining = 1,
     /// No input for a while: the page is disconnected in `seconds` unless the person moves.
     IdleWarning = 2,
+    /// Keystrokes arrive faster than a person types: they are slowed to a person's pace.
+    InjectedTypingSlowed = 3,
+    /// Keystrokes arrive faster than a person types: this is recorded.
+    InjectedTypingRecorded = 4,
 }
 
 impl Notice {
@@ -196,6 +203,8 @@ impl Notice {
         match v {
             1 => Ok(Notice::Draining),
             2 => Ok(Notice::IdleWarning),
+            3 => Ok(Notice::InjectedTypingSlowed),
+            4 => Ok(Notice::InjectedTypingRecorded),
             _ => Err(DecodeError::InvalidValue("notice")),
         }
     }

@@ -203,8 +203,9 @@ struct ProbeArgs {
     /// Browser language (sets the workstation keyboard layout).
     #[arg(long, default_value = "en-US")]
     language: String,
-    /// Milliseconds between typed key events.
-    #[arg(long, default_value_t = 15)]
+    /// Milliseconds between typed key events (40: a person's pace; much faster is
+    /// treated by the gateway as injected typing).
+    #[arg(long, default_value_t = 40)]
     key_interval_ms: u64,
 }
 

@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
             let url = gw.url();
             let mut args = vec!["probe", "--url", &url, "--user", &user, "--password-stdin", "--insecure", "--json", "--duration", &secs];
             if let Some(t) = typed {
-                args.extend(["--type", t, "--key-interval-ms", "5"]);
+                args.extend(["--type", t, "--key-interval-ms", "40"]);
             }
             let out = rebond(&exe, &args, Some(&password))?;
             let v: serde_json::Value = serde_json::from_str(out.trim())?;

@@ -73,3 +73,39 @@ async fn passwords_and_tokens_never_reach_logs_or_disk() {
         }
     }
 }
+
+/// Typing at `interval_ms` between key events (a press every two intervals).
+async fn type_at(gw: &rebond_testkit::gateway::Gateway, user: &str, password: &str, text: &str, interval_ms: u64) -> rebond_probe::ProbeReport {
+    let mut opts = options(gw, user, password);
+    opts.type_text = Some(text.to_owned());
+    opts.key_interval_ms = interval_ms;
+    opts.duration = Duration::from_secs(6);
+    rebond_probe::run(opts).await.unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_faster_than_a_person_is_slowed_and_recorded_or_blocked() {
+    // A person's pace (a key every 90 ms, 11 per second) is just typing.
+    let s = Setup::tls();
+    let marker = format!("/tmp/rebond-typed-{}", rebond_testkit::unique());
+    let report = type_at(&s.gw, &s.user, &s.password, &format!("touch {marker}-human{{Enter}}"), 45).await;
+    assert!(report.error.is_none(), "{report:?}");
+    assert!(wait_for_file(std::path::Path::new(&format!("{marker}-human")), Duration::from_secs(10)).await);
+    assert!(!s.gw.log_text().contains("injected typing"));
+
+    // A paste-like burst (a key every 4 ms): slowed to a person's pace, delivered, recorded.
+    let report = type_at(&s.gw, &s.user, &s.password, &format!("touch {marker}-pasted{{Enter}}"), 2).await;
+    assert!(report.error.is_none(), "{report:?}");
+    assert!(wait_for_file(std::path::Path::new(&format!("{marker}-pasted")), Duration::from_secs(15)).await);
+    assert!(s.gw.log_text().contains("injected typing"), "{}", s.gw.log_text());
+    let (_, metrics) = s.gw.get("/metrics").unwrap();
+    assert!(metrics.contains("rebond_injected_typing_total 1\n"), "{metrics}");
+
+    // Where the policy blocks it, the session ends with its own code.
+    let b = Setup::tls_with(gateway_with("injected_typing = \"block\"\n"));
+    let report = type_at(&b.gw, &b.user, &b.password, &"x".repeat(60), 2).await;
+    assert_eq!(report.error.as_ref().map(|e| e.code.as_str()), Some("injected_typing"), "{report:?}");
+    for m in [format!("{marker}-human"), format!("{marker}-pasted")] {
+        let _ = std::fs::remove_file(m);
+    }
+}
