@@ -208,6 +208,8 @@ impl Gateway {
             bytes_from_browser: 0,
         };
         self.save_usage(&record).await;
+        let detail = serde_json::json!({ "session": record.session, "workstation": record.workstation });
+        write_audit(&self.state, &self.node, "session_start", &record.user, &detail).await;
         // The newest sign-in holds the person's session, on whichever node it happened.
         if let Err(error) = self.state.claim_session(&record.user, &record.session, &self.node, record.started_at).await {
             warn!(%error, "cannot record the live session");
@@ -254,6 +256,16 @@ impl Gateway {
         record.ended_at = Some(unix_now());
         self.fill_bytes(&mut record, &session);
         self.save_usage(&record).await;
+        let detail = serde_json::json!({
+                "session": record.session,
+                "workstation": record.workstation,
+                "reason": session.ended().map(|c| c.name()),
+                "bytes_to_browser": record.bytes_to_browser,
+                "bytes_from_browser": record.bytes_from_browser,
+                "active_seconds": record.active_seconds,
+                "idle_seconds": record.idle_seconds,
+        });
+        write_audit(&self.state, &self.node, "session_end", &record.user, &detail).await;
         if let Err(error) = self.state.release_claim(&record.user, &record.session).await {
             warn!(%error, "cannot release the live session");
         }
@@ -263,6 +275,12 @@ impl Gateway {
     fn fill_bytes(&self, record: &mut rebond_state::UsageRecord, session: &sessions::Session) {
         record.bytes_to_browser = session.bytes_to_browser.load(Ordering::Relaxed);
         record.bytes_from_browser = session.bytes_from_browser.load(Ordering::Relaxed);
+    }
+
+    /// Appends to the tamper-evident audit log (in the background; a failure is logged).
+    pub(crate) fn audit(&self, kind: &'static str, user: &str, detail: serde_json::Value) {
+        let (state, node, user) = (self.state.clone(), self.node.clone(), user.to_owned());
+        tokio::spawn(async move { write_audit(&state, &node, kind, &user, &detail).await });
     }
 
     async fn save_usage(&self, record: &rebond_state::UsageRecord) {
@@ -332,6 +350,13 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         info!("drained");
+    }
+}
+
+/// Appends one audit record; a failure is logged (the session goes on).
+pub async fn write_audit(state: &rebond_state::State, node: &str, kind: &str, user: &str, detail: &serde_json::Value) {
+    if let Err(error) = state.audit(unix_now(), node, kind, user, detail).await {
+        warn!(%error, kind, "cannot write an audit record");
     }
 }
 

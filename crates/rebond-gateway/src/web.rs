@@ -97,8 +97,15 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// A refusal, as the page and `rebond probe` read it.
-fn refused(gw: &Gateway, status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
+/// Who tried to sign in, for the metrics and the audit log.
+struct Attempt<'a> {
+    user: &'a str,
+    peer: SocketAddr,
+}
+
+fn refused(gw: &Gateway, who: Attempt<'_>, status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
     gw.metrics.sign_in(code.name());
+    gw.audit("sign_in", who.user, serde_json::json!({ "outcome": code.name(), "number": code as u16, "peer": who.peer.to_string() }));
     refusal(status, code, lang)
 }
 
@@ -158,22 +165,22 @@ async fn sign_in(
     let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     if !json || !same_origin(&headers) {
         warn!(%peer, "sign-in refused: not a same-origin JSON request");
-        return refused(&gw, StatusCode::FORBIDDEN, ErrorCode::BadRequest, lang);
+        return refused(&gw, Attempt { user: "", peer }, StatusCode::FORBIDDEN, ErrorCode::BadRequest, lang);
     }
     let req: SignInRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(_) => {
             warn!(%peer, "sign-in refused: malformed request");
-            return refused(&gw, StatusCode::BAD_REQUEST, ErrorCode::BadRequest, lang);
+            return refused(&gw, Attempt { user: "", peer }, StatusCode::BAD_REQUEST, ErrorCode::BadRequest, lang);
         }
     };
     if gw.is_draining() {
-        return refused(&gw, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayShuttingDown, lang);
+        return refused(&gw, Attempt { user: "", peer }, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayShuttingDown, lang);
     }
     let user = rebond_directory::normalize_user(&req.user);
     if req.password.is_empty() || !rebond_directory::valid_user_name(&user) {
         info!(%peer, outcome = %ErrorCode::BadCredentials, "sign-in refused");
-        return refused(&gw, StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, lang);
+        return refused(&gw, Attempt { user: &user, peer }, StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, lang);
     }
     let verdict = {
         let gw = gw.clone();
@@ -184,13 +191,13 @@ async fn sign_in(
         Ok(Ok((groups, Some(route)))) => (groups, route),
         Ok(Ok((_, None))) => {
             info!(%peer, %user, outcome = %ErrorCode::NoWorkstation, "sign-in refused");
-            return refused(&gw, StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
+            return refused(&gw, Attempt { user: &user, peer }, StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
         }
         Ok(Err(code)) => {
             info!(%peer, %user, outcome = %code, "sign-in refused");
-            return refused(&gw, StatusCode::UNAUTHORIZED, code, lang);
+            return refused(&gw, Attempt { user: &user, peer }, StatusCode::UNAUTHORIZED, code, lang);
         }
-        Err(_) => return refused(&gw, StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang),
+        Err(_) => return refused(&gw, Attempt { user: &user, peer }, StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang),
     };
 
     let token = crate::new_token();
@@ -204,14 +211,15 @@ async fn sign_in(
         Ok(Admission::TakenOver(s)) => info!(%peer, %user, session = s.id, "signed in, taking over the running session"),
         Ok(Admission::AtCapacity) => {
             warn!(%peer, %user, max = gw.config.max_sessions, "sign-in refused: gateway at capacity");
-            return refused(&gw, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayAtCapacity, lang);
+            return refused(&gw, Attempt { user: &user, peer }, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayAtCapacity, lang);
         }
         Err(e) => {
             warn!(%peer, %user, error = %e, "cannot start a bounce worker");
-            return refused(&gw, StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang);
+            return refused(&gw, Attempt { user: &user, peer }, StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang);
         }
     }
     gw.metrics.sign_in("accepted");
+    gw.audit("sign_in", &user, serde_json::json!({ "outcome": "accepted", "peer": peer.to_string(), "workstation": route.url() }));
     let cookie = format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict");
     ([(header::SET_COOKIE, cookie)], Json(serde_json::json!({ "ok": true }))).into_response()
 }
@@ -289,6 +297,7 @@ async fn on_injected_typing(
     let policy = gw.config.injected_typing;
     if first {
         warn!(session = session.id, user = %session.user, keys_per_second = keys_per_second.round(), ?policy, "injected typing");
+        gw.audit("injected_typing", &session.user, serde_json::json!({ "session": session.id, "keys_per_second": keys_per_second.round(), "policy": format!("{policy:?}").to_lowercase() }));
         crate::metrics::Metrics::add(&gw.metrics.injected_typing, 1);
         let notice = match policy {
             TypingPolicy::Slow => Some(rebond_wire::Notice::InjectedTypingSlowed),
@@ -376,6 +385,7 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
                 }
                 if let Err(UplinkEnd::Violation(violation)) = verdict {
                     warn!(session = session.id, user = %session.user, %peer, %violation, "uplink violation: session closed");
+                    gw.audit("violation", &session.user, serde_json::json!({ "session": session.id, "peer": peer.to_string(), "reason": violation.to_string() }));
                     crate::metrics::Metrics::add(&gw.metrics.uplink_violations, 1);
                     session.stop(Some(ErrorCode::ForbiddenMessage));
                     session.detach(generation);

@@ -11,7 +11,10 @@
 //! least every [`CHECKPOINT_SECONDS`] and when it ends, so a crash loses at most that much.
 //! INVARIANT: one live-session claim per person; the newest sign-in's claim wins.
 
+pub mod audit;
 pub mod report;
+
+pub use audit::AuditRecord;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_usage.sql")),
     (2, include_str!("../migrations/0002_live_sessions.sql")),
     (3, include_str!("../migrations/0003_usage_groups.sql")),
+    (4, include_str!("../migrations/0004_audit.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +65,7 @@ pub struct UsageRecord {
 #[derive(Clone)]
 pub enum State {
     Sqlite(Arc<Mutex<rusqlite::Connection>>),
-    Postgres(Arc<tokio_postgres::Client>),
+    Postgres(Arc<tokio_postgres::Client>, Arc<tokio::sync::Mutex<()>>),
 }
 
 /// A value bound to a query on either backend.
@@ -119,7 +123,7 @@ impl State {
             }
         }
         client.batch_execute("SELECT pg_advisory_unlock(726562)").await?;
-        Ok(State::Postgres(Arc::new(client)))
+        Ok(State::Postgres(Arc::new(client), Arc::default()))
     }
 
     /// Runs a statement on either backend.
@@ -135,7 +139,7 @@ impl State {
                 .await
                 .map_err(|e| StateError::Join(e.to_string()))?
             }
-            State::Postgres(client) => {
+            State::Postgres(client, _) => {
                 let params = pg_params(&values);
                 let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
                 Ok(client.execute(sql, &refs).await?)
@@ -175,50 +179,54 @@ impl State {
         const SQL: &str = "SELECT session, username, workstation, node, started_at, ended_at, active_seconds,
                                   idle_seconds, bytes_to_browser, bytes_from_browser, groups
                            FROM usage WHERE started_at >= $1 AND started_at < $2 ORDER BY started_at, session";
+        self.query(SQL, vec![Val::Int(from), Val::Int(to)], |r| {
+            Ok(UsageRecord {
+                session: r.text(0)?,
+                user: r.text(1)?,
+                workstation: r.text(2)?,
+                node: r.text(3)?,
+                started_at: r.int(4)?,
+                ended_at: r.opt_int(5)?,
+                active_seconds: r.int(6)? as u64,
+                idle_seconds: r.int(7)? as u64,
+                bytes_to_browser: r.int(8)? as u64,
+                bytes_from_browser: r.int(9)? as u64,
+                groups: split_groups(&r.text(10)?),
+            })
+        })
+        .await
+    }
+
+    /// Runs a query on either backend, decoding each row.
+    async fn query<T: Send + 'static>(
+        &self,
+        sql: &'static str,
+        values: Vec<Val<'_>>,
+        decode: fn(&dyn Row) -> Result<T, StateError>,
+    ) -> Result<Vec<T>, StateError> {
         match self {
             State::Sqlite(db) => {
                 let db = db.clone();
+                let owned: Vec<rusqlite::types::Value> = values.iter().map(sqlite_value).collect();
                 tokio::task::spawn_blocking(move || {
                     let db = db.lock().unwrap();
-                    let mut stmt = db.prepare(SQL)?;
-                    let rows = stmt.query_map([from, to], |r| {
-                        Ok(UsageRecord {
-                            session: r.get(0)?,
-                            user: r.get(1)?,
-                            workstation: r.get(2)?,
-                            node: r.get(3)?,
-                            started_at: r.get(4)?,
-                            ended_at: r.get(5)?,
-                            active_seconds: r.get::<_, i64>(6)? as u64,
-                            idle_seconds: r.get::<_, i64>(7)? as u64,
-                            bytes_to_browser: r.get::<_, i64>(8)? as u64,
-                            bytes_from_browser: r.get::<_, i64>(9)? as u64,
-                            groups: split_groups(&r.get::<_, String>(10)?),
-                        })
-                    })?;
-                    Ok(rows.collect::<Result<_, _>>()?)
+                    let mut stmt = db.prepare(sql)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(owned))?;
+                    let mut out = Vec::new();
+                    while let Some(row) = rows.next()? {
+                        out.push(decode(row)?);
+                    }
+                    Ok(out)
                 })
                 .await
                 .map_err(|e| StateError::Join(e.to_string()))?
             }
-            State::Postgres(client) => Ok(client
-                .query(SQL, &[&from, &to])
-                .await?
-                .iter()
-                .map(|r| UsageRecord {
-                    session: r.get(0),
-                    user: r.get(1),
-                    workstation: r.get(2),
-                    node: r.get(3),
-                    started_at: r.get(4),
-                    ended_at: r.get(5),
-                    active_seconds: r.get::<_, i64>(6) as u64,
-                    idle_seconds: r.get::<_, i64>(7) as u64,
-                    bytes_to_browser: r.get::<_, i64>(8) as u64,
-                    bytes_from_browser: r.get::<_, i64>(9) as u64,
-                    groups: split_groups(&r.get::<_, String>(10)),
-                })
-                .collect()),
+            State::Postgres(client, _) => {
+                let params = pg_params(&values);
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                client.query(sql, &refs).await?.iter().map(|r| decode(r)).collect()
+            }
         }
     }
 
@@ -236,20 +244,8 @@ impl State {
 
     /// Whether `session` still holds `user`'s claim (false: a newer sign-in took it).
     pub async fn holds_claim(&self, user: &str, session: &str) -> Result<bool, StateError> {
-        const SQL: &str = "SELECT session FROM live_sessions WHERE username = $1";
-        let holder: Option<String> = match self {
-            State::Sqlite(db) => {
-                let (db, user) = (db.clone(), user.to_owned());
-                tokio::task::spawn_blocking(move || {
-                    use rusqlite::OptionalExtension as _;
-                    db.lock().unwrap().query_row(SQL, [&user], |r| r.get(0)).optional()
-                })
-                .await
-                .map_err(|e| StateError::Join(e.to_string()))??
-            }
-            State::Postgres(client) => client.query_opt(SQL, &[&user]).await?.map(|r| r.get(0)),
-        };
-        Ok(holder.as_deref().is_none_or(|h| h == session))
+        let holders = self.query("SELECT session FROM live_sessions WHERE username = $1", vec![Val::Text(user)], |r| r.text(0)).await?;
+        Ok(holders.first().is_none_or(|h| h == session))
     }
 
     /// Gives up the claim when the session ends (only if it still holds it).
@@ -260,6 +256,104 @@ impl State {
         )
         .await
         .map(drop)
+    }
+}
+
+impl State {
+    /// Appends an audit record, chained to the last one. Appends from every node are
+    /// serialized (a database lock in PostgreSQL, the connection in SQLite).
+    pub async fn audit(&self, at: i64, node: &str, kind: &str, user: &str, detail: &serde_json::Value) -> Result<AuditRecord, StateError> {
+        let detail = detail.to_string();
+        const LAST: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+        const INSERT: &str = "INSERT INTO audit (seq, at, node, kind, username, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        let make = |last: Option<(i64, String)>| {
+            let (seq, prev) = last.map(|(s, h)| (s + 1, h)).unwrap_or((1, audit::GENESIS.to_owned()));
+            let hash = audit::chain_hash(&prev, seq, at, node, kind, user, &detail);
+            AuditRecord { seq, at, node: node.into(), kind: kind.into(), user: user.into(), detail: detail.clone(), prev_hash: prev, hash }
+        };
+        match self {
+            State::Sqlite(db) => {
+                let db = db.clone();
+                let (node, kind, user, detail2) = (node.to_owned(), kind.to_owned(), user.to_owned(), detail.clone());
+                tokio::task::spawn_blocking(move || {
+                    use rusqlite::OptionalExtension as _;
+                    let db = db.lock().unwrap();
+                    let tx = db.unchecked_transaction()?;
+                    let last: Option<(i64, String)> = tx.query_row(LAST, [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+                    let (seq, prev) = last.map(|(s, h)| (s + 1, h)).unwrap_or((1, audit::GENESIS.to_owned()));
+                    let hash = audit::chain_hash(&prev, seq, at, &node, &kind, &user, &detail2);
+                    tx.execute(INSERT, rusqlite::params![seq, at, node, kind, user, detail2, prev, hash])?;
+                    tx.commit()?;
+                    Ok(AuditRecord { seq, at, node, kind, user, detail: detail2, prev_hash: prev, hash })
+                })
+                .await
+                .map_err(|e| StateError::Join(e.to_string()))?
+            }
+            State::Postgres(client, local) => {
+                let _turn = local.lock().await;
+                client.batch_execute("SELECT pg_advisory_lock(726563)").await?;
+                let appended = async {
+                    let last = client.query_opt(LAST, &[]).await?.map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)));
+                    let r = make(last);
+                    client
+                        .execute(INSERT, &[&r.seq, &r.at, &r.node, &r.kind, &r.user, &r.detail, &r.prev_hash, &r.hash])
+                        .await?;
+                    Ok::<_, StateError>(r)
+                }
+                .await;
+                client.batch_execute("SELECT pg_advisory_unlock(726563)").await?;
+                appended
+            }
+        }
+    }
+
+    /// The whole audit log, in order.
+    pub async fn audit_log(&self) -> Result<Vec<AuditRecord>, StateError> {
+        const SQL: &str = "SELECT seq, at, node, kind, username, detail, prev_hash, hash FROM audit ORDER BY seq";
+        self.query(SQL, vec![], |r| {
+            Ok(AuditRecord {
+                seq: r.int(0)?,
+                at: r.int(1)?,
+                node: r.text(2)?,
+                kind: r.text(3)?,
+                user: r.text(4)?,
+                detail: r.text(5)?,
+                prev_hash: r.text(6)?,
+                hash: r.text(7)?,
+            })
+        })
+        .await
+    }
+}
+
+/// A result row of either backend.
+trait Row {
+    fn text(&self, i: usize) -> Result<String, StateError>;
+    fn int(&self, i: usize) -> Result<i64, StateError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StateError>;
+}
+
+impl Row for rusqlite::Row<'_> {
+    fn text(&self, i: usize) -> Result<String, StateError> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StateError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StateError> {
+        Ok(self.get(i)?)
+    }
+}
+
+impl Row for tokio_postgres::Row {
+    fn text(&self, i: usize) -> Result<String, StateError> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StateError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StateError> {
+        Ok(self.try_get(i)?)
     }
 }
 
@@ -336,6 +430,17 @@ mod tests {
         assert!(s.holds_claim("alice", "b").await.unwrap(), "a stale session cannot release the new claim");
         s.release_claim("alice", "b").await.unwrap();
         assert!(s.holds_claim("alice", "c").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn audit_records_chain() {
+        let s = State::in_memory().unwrap();
+        for i in 0..3 {
+            s.audit(100 + i, "n1", "sign_in", "alice", &serde_json::json!({ "outcome": "accepted" })).await.unwrap();
+        }
+        let log = s.audit_log().await.unwrap();
+        assert_eq!(log.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(audit::verify(&log), Ok(()));
     }
 
     #[test]

@@ -60,6 +60,9 @@ enum Command {
         #[command(flatten)]
         data: DataDir,
     },
+    /// The tamper-evident audit log: sign-ins, sessions, violations, administrator actions.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Manage the local users.
     #[command(subcommand)]
     User(UserCommand),
@@ -132,6 +135,27 @@ enum UserCommand {
     Hash {
         #[arg(long)]
         password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that no record was deleted, inserted or edited.
+    Verify {
+        #[arg(long, env = "REBOND_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Print the log as JSON lines, or send it to syslog.
+    Export {
+        /// Send each record to this syslog socket (for example /dev/log) instead of printing it.
+        #[arg(long)]
+        syslog: Option<PathBuf>,
+        #[arg(long, env = "REBOND_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
     },
 }
 
@@ -234,6 +258,26 @@ fn init_logging(quiet: bool) {
     }
 }
 
+/// The shared records: the cluster's database, or the data folder's.
+async fn open_state(database_url: Option<String>, data: &std::path::Path) -> anyhow::Result<rebond_state::State> {
+    Ok(match database_url {
+        Some(url) => rebond_state::State::connect_postgres(&url).await?,
+        None => {
+            std::fs::create_dir_all(data)?;
+            rebond_state::State::open_sqlite(&data.join("rebond.sqlite3"))?
+        }
+    })
+}
+
+/// Records an administrator's change in the data folder's audit log.
+async fn audit_admin(data: &std::path::Path, action: &str, user: &str) -> anyhow::Result<()> {
+    let state = open_state(None, data).await?;
+    let admin = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    state.audit(now, "cli", "admin", user, &serde_json::json!({ "action": action, "by": admin })).await?;
+    Ok(())
+}
+
 fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     let mut pw = Zeroizing::new(String::new());
     if from_stdin {
@@ -301,13 +345,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             if to <= from {
                 bail!("--to is before --from");
             }
-            let state = match database_url {
-                Some(url) => rebond_state::State::connect_postgres(&url).await?,
-                None => {
-                    std::fs::create_dir_all(data.path())?;
-                    rebond_state::State::open_sqlite(&data.path().join("rebond.sqlite3"))?
-                }
-            };
+            let state = open_state(database_url, &data.path()).await?;
             let records = state.usage_between(from, to).await?;
             let (group, title) = match by {
                 UsageBy::User => (report::GroupBy::User, "user"),
@@ -319,6 +357,36 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 UsageFormat::Table => print!("{}", report::table(&rows, title)),
                 UsageFormat::Csv => print!("{}", report::csv(&rows, title)),
                 UsageFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            }
+        }
+        Command::Audit(cmd) => {
+            let (database_url, data) = match &cmd {
+                AuditCommand::Verify { database_url, data } | AuditCommand::Export { database_url, data, .. } => (database_url.clone(), data.path()),
+            };
+            let state = open_state(database_url, &data).await?;
+            let log = state.audit_log().await?;
+            match cmd {
+                AuditCommand::Verify { .. } => match rebond_state::audit::verify(&log) {
+                    Ok(()) => println!("{} records; the chain is intact (last hash {})", log.len(), log.last().map_or("-", |r| r.hash.as_str())),
+                    Err(e) => {
+                        println!("the audit log was tampered with: {e}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                },
+                AuditCommand::Export { syslog: None, .. } => {
+                    for r in &log {
+                        println!("{}", serde_json::to_string(r)?);
+                    }
+                }
+                AuditCommand::Export { syslog: Some(socket), .. } => {
+                    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "rebond".into());
+                    for r in &log {
+                        sock.send_to(rebond_state::audit::syslog_line(r, host.trim()).as_bytes(), &socket)
+                            .with_context(|| format!("cannot send to {}", socket.display()))?;
+                    }
+                    println!("{} records sent to {}", log.len(), socket.display());
+                }
             }
         }
         Command::Worker { session } => {
@@ -337,10 +405,12 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 if !groups.is_empty() {
                     store.set_groups(&name, &groups)?;
                 }
+                audit_admin(&data.path(), "user saved", &rebond_directory::normalize_user(&name)).await?;
                 println!("user {} saved", rebond_directory::normalize_user(&name));
             }
             UserCommand::Remove { name, data } => {
                 rebond_gateway::open_store(&data.path())?.remove_user(&name)?;
+                audit_admin(&data.path(), "user removed", &rebond_directory::normalize_user(&name)).await?;
                 println!("user {name} removed");
             }
             UserCommand::List { data } => {
@@ -370,12 +440,14 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 if route.trust == Trust::Insecure {
                     eprintln!("warning: the gateway will not verify {}'s certificate", route.url());
                 }
+                audit_admin(&data.path(), &format!("route set to {route}"), &rebond_directory::normalize_user(&user)).await?;
                 println!("route {} -> {route}", rebond_directory::normalize_user(&user));
             }
             RouteCommand::Remove { user, data } => {
                 if !rebond_gateway::open_store(&data.path())?.remove_route(&user)? {
                     bail!("no route for {user}");
                 }
+                audit_admin(&data.path(), "route removed", &rebond_directory::normalize_user(&user)).await?;
                 println!("route for {user} removed");
             }
             RouteCommand::List { data } => {

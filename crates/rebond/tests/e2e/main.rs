@@ -2,6 +2,7 @@
 //! shadow server, xrdp), the probe, and headless Chromium. `scripts/test` installs
 //! the packages; the tests start and stop every server themselves.
 
+mod audit;
 mod browser;
 mod cluster;
 mod common;
