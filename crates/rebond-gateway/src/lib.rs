@@ -113,7 +113,7 @@ impl Gateway {
             Ok(SignIn::Refused) => return Err(ErrorCode::BadCredentials),
             Err(e) => {
                 warn!(error = %e, "local store failed during sign-in");
-                return Err(ErrorCode::WorkerFailed);
+                return Err(ErrorCode::SignInUnavailable);
             }
         };
         if let Some(r) = self.config.routes.iter().find(|r| rebond_directory::normalize_user(&r.user) == user) {

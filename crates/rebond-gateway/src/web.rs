@@ -195,9 +195,12 @@ async fn sign_in(
         }
         Ok(Err(code)) => {
             info!(%peer, %user, outcome = %code, "sign-in refused");
-            return refused(&gw, Attempt { user: &user, peer }, StatusCode::UNAUTHORIZED, code, lang);
+            let status = if code == ErrorCode::BadCredentials { StatusCode::UNAUTHORIZED } else { StatusCode::SERVICE_UNAVAILABLE };
+            return refused(&gw, Attempt { user: &user, peer }, status, code, lang);
         }
-        Err(_) => return refused(&gw, Attempt { user: &user, peer }, StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::WorkerFailed, lang),
+        Err(_) => {
+            return refused(&gw, Attempt { user: &user, peer }, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SignInUnavailable, lang)
+        }
     };
 
     let token = crate::new_token();

@@ -147,6 +147,10 @@ pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
             en: "Your session was closed: keystrokes arrived far faster than a person types (pasted or injected text).",
             fr: "Votre session a été fermée : des frappes sont arrivées bien plus vite qu'une personne ne tape (texte collé ou injecté).",
         },
+        ErrorCode::SignInUnavailable => Text {
+            en: "The sign-in service is not available right now. Please try again in a few minutes.",
+            fr: "Le service de connexion n'est pas disponible pour le moment. Réessayez dans quelques minutes.",
+        },
         ErrorCode::SignedOut => Text {
             en: "You are signed out.",
             fr: "Vous êtes déconnecté.",

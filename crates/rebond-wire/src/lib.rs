@@ -97,10 +97,11 @@ pub enum ErrorCode {
     SignedOut = 15,
     Idle = 16,
     InjectedTyping = 17,
+    SignInUnavailable = 18,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadCredentials,
         ErrorCode::WorkstationUnreachable,
         ErrorCode::WorkstationRefusedCredentials,
@@ -118,6 +119,7 @@ impl ErrorCode {
         ErrorCode::SignedOut,
         ErrorCode::Idle,
         ErrorCode::InjectedTyping,
+        ErrorCode::SignInUnavailable,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -144,6 +146,7 @@ impl ErrorCode {
             ErrorCode::SignedOut => "signed_out",
             ErrorCode::Idle => "idle",
             ErrorCode::InjectedTyping => "injected_typing",
+            ErrorCode::SignInUnavailable => "sign_in_unavailable",
         }
     }
 
