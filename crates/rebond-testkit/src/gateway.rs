@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{free_port, temp_dir, wait_for_port, Proc};
+use crate::{free_port, temp_dir, Proc};
 
 pub struct Gateway {
     pub exe: PathBuf,
     pub data: PathBuf,
     pub port: u16,
+    /// The address it listens on.
+    pub ip: String,
     pub log: PathBuf,
     proc: Proc,
 }
@@ -18,11 +20,16 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `rebond serve` with embedded defaults (and `config`, if given, as a TOML file).
     pub fn start(exe: &Path, config: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_on(&crate::network::Host::local(), exe, config)
+    }
+
+    /// Starts the gateway on `host`, listening on its address.
+    pub fn start_on(host: &crate::network::Host, exe: &Path, config: Option<&str>) -> anyhow::Result<Self> {
         let data = temp_dir("gateway");
         let port = free_port();
         let log = data.join("gateway.log");
-        let mut cmd = Command::new(exe);
-        cmd.arg("serve").arg("--data").arg(&data).arg("--listen").arg(format!("127.0.0.1:{port}"));
+        let mut cmd = host.command(exe);
+        cmd.arg("serve").arg("--data").arg(&data).arg("--listen").arg(format!("{}:{port}", host.ip));
         if let Some(text) = config {
             let path = data.join("rebond.toml");
             std::fs::write(&path, text)?;
@@ -30,14 +37,14 @@ impl Gateway {
         }
         cmd.env("RUST_LOG", "info");
         let proc = Proc::spawn("rebond serve", cmd, Some(&log))?;
-        wait_for_port(port, Duration::from_secs(20)).map_err(|e| {
+        host.wait_for_port(port, Duration::from_secs(20)).map_err(|e| {
             anyhow::anyhow!("{e}; gateway log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
         })?;
-        Ok(Self { exe: exe.to_owned(), data, port, log, proc })
+        Ok(Self { exe: exe.to_owned(), data, port, ip: host.ip.clone(), log, proc })
     }
 
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}:{}", self.ip, self.port)
     }
 
     /// Runs `rebond ARGS… --data DATA` and returns its standard output.
@@ -61,7 +68,14 @@ impl Gateway {
 
     /// Routes `user` to `url`, trusting exactly the certificate the workstation shows now.
     pub fn route_pinned(&self, user: &str, url: &str) -> anyhow::Result<()> {
-        let fp = rebond(&self.exe, &["route", "fingerprint", url], None)?;
+        self.route_pinned_from(&crate::network::Host::local(), user, url)
+    }
+
+    /// Like [`Gateway::route_pinned`], reading the certificate from `host` (the gateway's).
+    pub fn route_pinned_from(&self, host: &crate::network::Host, user: &str, url: &str) -> anyhow::Result<()> {
+        let mut cmd = host.command(&self.exe);
+        cmd.args(["route", "fingerprint", url]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let fp = run(cmd, None)?;
         self.cli(&["route", "set", user, url, "--pin", fp.trim()], None).map(drop)
     }
 

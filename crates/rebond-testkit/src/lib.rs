@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod database;
 pub mod gateway;
+pub mod network;
 mod procs;
 pub mod workstation;
 

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::network::Host;
 use crate::{free_port, temp_dir, wait_for_port, Proc};
 
 /// An X display on Xvfb with a full-screen terminal.
@@ -21,6 +22,11 @@ pub struct Display {
 impl Display {
     /// Starts the display; the terminal runs as `run_as` (root if `None`).
     pub fn start(width: u32, height: u32, dir: &Path, run_as: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_on(&Host::local(), width, height, dir, run_as)
+    }
+
+    /// Starts the display on `host` (a network namespace or this machine).
+    pub fn start_on(host: &Host, width: u32, height: u32, dir: &Path, run_as: Option<&str>) -> anyhow::Result<Self> {
         static NEXT: Mutex<u32> = Mutex::new(0);
         let number = {
             let mut next = NEXT.lock().unwrap();
@@ -35,7 +41,7 @@ impl Display {
                 }
             }
         };
-        let mut xvfb = Command::new("Xvfb");
+        let mut xvfb = host.command("Xvfb");
         xvfb.arg(format!(":{number}"))
             .args(["-screen", "0", &format!("{width}x{height}x24"), "-nolisten", "tcp", "-noreset"]);
         let xvfb = Proc::spawn("Xvfb", xvfb, Some(&dir.join(format!("xvfb-{number}.log"))))?;
@@ -52,11 +58,11 @@ impl Display {
         let rows = height / 13;
         let mut term = match run_as {
             Some(user) => {
-                let mut c = Command::new("runuser");
+                let mut c = host.command("runuser");
                 c.args(["-u", user, "--", "xterm"]);
                 c
             }
-            None => Command::new("xterm"),
+            None => host.command("xterm"),
         };
         term.env("DISPLAY", format!(":{number}"))
             .args(["-geometry", &format!("{cols}x{rows}+0+0"), "-fa", "", "-bg", "white", "-fg", "black"])
@@ -88,6 +94,8 @@ pub enum Security {
 /// FreeRDP's shadow server on its own Xvfb display.
 pub struct Shadow {
     pub port: u16,
+    /// The address it listens on.
+    pub ip: String,
     pub display: Display,
     pub dir: PathBuf,
     _server: Proc,
@@ -100,12 +108,17 @@ impl Shadow {
 
     /// Like [`Shadow::start`], with the terminal running as `owner` (as on a person's PC).
     pub fn start_for(security: Security, owner: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_on(&Host::local(), security, owner)
+    }
+
+    /// A shadow workstation on `host`, listening on its address.
+    pub fn start_on(host: &Host, security: Security, owner: Option<&str>) -> anyhow::Result<Self> {
         let dir = temp_dir("shadow");
-        let display = Display::start(1280, 800, &dir, owner)?;
+        let display = Display::start_on(host, 1280, 800, &dir, owner)?;
         let port = free_port();
-        let mut cmd = Command::new("freerdp-shadow-cli");
+        let mut cmd = host.command("freerdp-shadow-cli");
         cmd.env("DISPLAY", format!(":{}", display.number))
-            .arg("/bind-address:127.0.0.1")
+            .arg(format!("/bind-address:{}", host.ip))
             .arg(format!("/port:{port}"));
         match security {
             Security::Tls => {
@@ -120,12 +133,12 @@ impl Shadow {
             }
         }
         let server = Proc::spawn("freerdp-shadow-cli", cmd, Some(&dir.join("shadow.log")))?;
-        wait_for_port(port, Duration::from_secs(20))?;
-        Ok(Self { port, display, dir, _server: server })
+        host.wait_for_port(port, Duration::from_secs(20))?;
+        Ok(Self { port, ip: host.ip.clone(), display, dir, _server: server })
     }
 
     pub fn url(&self) -> String {
-        format!("rdp://127.0.0.1:{}", self.port)
+        format!("rdp://{}:{}", self.ip, self.port)
     }
 }
 

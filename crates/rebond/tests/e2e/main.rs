@@ -7,6 +7,7 @@ mod browser;
 mod cluster;
 mod common;
 mod deployment;
+mod networks;
 mod operations;
 mod pixels_only;
 mod refusals;
