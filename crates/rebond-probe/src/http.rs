@@ -7,8 +7,7 @@ use anyhow::Context as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use rebond_wire::ErrorCode;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -41,23 +40,13 @@ impl Target {
 }
 
 pub fn client_config(insecure: bool, ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
-    let mut config = if insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider.signature_verification_algorithms)))
-            .with_no_client_auth()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        if let Some(path) = ca_file {
-            for cert in CertificateDer::pem_file_iter(path).with_context(|| format!("cannot read {}", path.display()))? {
-                roots.add(cert?)?;
-            }
-        }
-        anyhow::ensure!(!roots.is_empty(), "give --ca FILE to trust the gateway's certificate, or --insecure");
-        builder.with_root_certificates(roots).with_no_client_auth()
+    use rebond_rdp::CertTrust;
+    let trust = match (insecure, ca_file) {
+        (true, _) => CertTrust::InsecureAcceptAny,
+        (false, Some(path)) => CertTrust::Ca(vec![std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?]),
+        (false, None) => anyhow::bail!("give --ca FILE to trust the gateway's certificate, or --insecure"),
     };
+    let mut config = trust.client_config(Arc::new(rustls::crypto::ring::default_provider()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -110,42 +99,4 @@ pub async fn sign_in(target: &Target, config: Arc<rustls::ClientConfig>, opts: &
         .and_then(|n| ErrorCode::from_u16(n as u16))
         .with_context(|| format!("sign-in refused with HTTP {status} and no error code"))?;
     Ok(SignInOutcome::Refused { code, message: v["message"].as_str().unwrap_or_default().to_owned() })
-}
-
-#[derive(Debug)]
-struct AcceptAny(rustls::crypto::WebPkiSupportedAlgorithms);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_schemes()
-    }
 }

@@ -50,7 +50,9 @@ impl CertTrust {
         Ok(CertTrust::Pinned(fp))
     }
 
-    pub(crate) fn client_config(&self, provider: Arc<CryptoProvider>) -> Result<rustls::ClientConfig, TrustError> {
+    /// The TLS client configuration that trusts exactly this (also used by `rebond probe`
+    /// to trust a gateway).
+    pub fn client_config(&self, provider: Arc<CryptoProvider>) -> Result<rustls::ClientConfig, TrustError> {
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions");
