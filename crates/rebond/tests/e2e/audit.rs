@@ -27,9 +27,7 @@ async fn audit_log_is_complete_chained_and_exported() {
     assert_eq!(error_code(&report), Some("bad_credentials"));
     let (report, _) = probe(&s.gw, &s.user, &s.password, None, 1).await;
     assert!(report.error.is_none(), "{report:?}");
-    let client = s.sign_in().await;
-    let mut socket = client.open_socket().await.unwrap();
-    first_frame(&mut socket).await;
+    let (_client, mut socket) = s.working().await;
     socket.send(Message::Text("clipboard: secret".into())).await.unwrap();
     end_code(&mut socket).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -25,12 +25,9 @@ async fn a_sign_in_on_one_node_takes_over_the_session_on_another() {
         gw.route_pinned(&user, &ws.url()).unwrap();
     }
     let on_a = rebond_probe::Client::sign_in(&options(&a, &user, &password)).await.unwrap().unwrap();
-    let mut socket_a = on_a.open_socket().await.unwrap();
-    first_frame(&mut socket_a).await;
-
+    let (_on_a, mut socket_a) = open_desktop(on_a).await;
     let on_b = rebond_probe::Client::sign_in(&options(&b, &user, &password)).await.unwrap().unwrap();
-    let mut socket_b = on_b.open_socket().await.unwrap();
-    first_frame(&mut socket_b).await;
+    let (_on_b, _socket_b) = open_desktop(on_b).await;
     assert_eq!(end_code(&mut socket_a).await, Some(ErrorCode::SessionTakenOver), "{}", a.log_text());
 
     // Both nodes' sessions are in the shared records.

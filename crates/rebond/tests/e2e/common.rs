@@ -139,6 +139,18 @@ impl Setup {
     pub async fn sign_in(&self) -> rebond_probe::Client {
         rebond_probe::Client::sign_in(&options(&self.gw, &self.user, &self.password)).await.unwrap().unwrap()
     }
+
+    /// Signs in, opens the session socket and waits for the first frame, as the page does.
+    pub async fn working(&self) -> (rebond_probe::Client, rebond_probe::Socket) {
+        open_desktop(self.sign_in().await).await
+    }
+}
+
+/// Opens a signed-in client's session socket and waits for its first frame.
+pub async fn open_desktop(client: rebond_probe::Client) -> (rebond_probe::Client, rebond_probe::Socket) {
+    let mut socket = client.open_socket().await.unwrap();
+    first_frame(&mut socket).await;
+    (client, socket)
 }
 
 /// Reads until the first frame ends (acknowledging it); panics if the session ends.

@@ -13,9 +13,7 @@ async fn health_metrics_and_drain() {
     assert_eq!(s.gw.get("/healthz").unwrap(), (200, "ok".into()));
     assert_eq!(s.gw.get("/readyz").unwrap(), (200, "ready".into()));
 
-    let client = s.sign_in().await;
-    let mut socket = client.open_socket().await.unwrap();
-    first_frame(&mut socket).await;
+    let (_client, mut socket) = s.working().await;
     // A key typed and its echo drawn: one key-to-frame latency observed.
     {
         use futures_util::SinkExt as _;
@@ -67,9 +65,7 @@ async fn health_metrics_and_drain() {
 async fn idle_pages_are_warned_then_disconnected_and_can_resume() {
     use futures_util::SinkExt as _;
     let s = Setup::nla_with(gateway_with("idle_timeout_seconds = 4\n"));
-    let client = s.sign_in().await;
-    let mut socket = client.open_socket().await.unwrap();
-    first_frame(&mut socket).await;
+    let (_client, mut socket) = s.working().await;
     // Moving the mouse keeps the session.
     for i in 0..6u16 {
         tokio::time::sleep(Duration::from_millis(700)).await;

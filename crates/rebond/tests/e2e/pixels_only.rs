@@ -16,8 +16,7 @@ async fn forbidden_uplink_messages_end_only_their_session() {
     let (bystander, bystander_pw) = s.another_person();
     // Another person's session, running all along.
     let other = Client::sign_in(&options(&s.gw, &bystander, &bystander_pw)).await.unwrap().unwrap();
-    let mut other_socket = other.open_socket().await.unwrap();
-    first_frame(&mut other_socket).await;
+    let (_other, mut other_socket) = open_desktop(other).await;
 
     let forbidden: Vec<(&str, Message)> = vec![
         ("text message (a clipboard would be text)", Message::Text("paste: secret plans".into())),
@@ -28,9 +27,7 @@ async fn forbidden_uplink_messages_end_only_their_session() {
         ("scancode outside the keyboard", Message::Binary(vec![0x81, 0xe0, 0, 1].into())),
     ];
     for (what, msg) in forbidden {
-        let client = s.sign_in().await;
-        let mut socket = client.open_socket().await.unwrap();
-        first_frame(&mut socket).await;
+        let (_client, mut socket) = s.working().await;
         socket.send(msg).await.unwrap();
         assert_eq!(end_code(&mut socket).await, Some(ErrorCode::ForbiddenMessage), "{what}");
     }
@@ -46,9 +43,7 @@ async fn forbidden_uplink_messages_end_only_their_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn passwords_and_tokens_never_reach_logs_or_disk() {
     let s = Setup::nla();
-    let client = s.sign_in().await;
-    let mut socket = client.open_socket().await.unwrap();
-    first_frame(&mut socket).await;
+    let (client, socket) = s.working().await;
     let token = client.cookie().trim_start_matches("rebond_session=").to_owned();
     assert!(token.len() >= 40);
     drop(socket);

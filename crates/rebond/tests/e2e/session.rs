@@ -103,9 +103,7 @@ async fn network_drop_resumes_the_same_session_without_password() {
 #[tokio::test(flavor = "multi_thread")]
 async fn second_sign_in_takes_the_session_over() {
     let s = Setup::nla();
-    let first = s.sign_in().await;
-    let mut first_socket = first.open_socket().await.unwrap();
-    first_frame(&mut first_socket).await;
+    let (first, mut first_socket) = s.working().await;
 
     let second = s.sign_in().await;
     assert_eq!(end_code(&mut first_socket).await, Some(ErrorCode::SessionTakenOver));
@@ -130,9 +128,7 @@ async fn type_keys(ws: &mut rebond_probe::Socket, text: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_page_gets_the_latest_picture_not_a_backlog() {
     let s = Setup::nla();
-    let client = s.sign_in().await;
-    let mut socket = client.open_socket().await.unwrap();
-    first_frame(&mut socket).await;
+    let (_client, mut socket) = s.working().await;
     // The terminal prints as fast as it can; the page stops acknowledging frames.
     type_keys(&mut socket, "while true; do ls -lR /usr; done{Enter}").await;
     let mut unacked = Vec::new();
@@ -163,9 +159,7 @@ async fn a_crashed_worker_ends_only_its_own_session() {
     let mut bystander_socket = bystander.open_socket().await.unwrap();
     first_frame(&mut bystander_socket).await;
 
-    let victim = s.sign_in().await;
-    let mut socket = victim.open_socket().await.unwrap();
-    first_frame(&mut socket).await;
+    let (_victim, mut socket) = s.working().await;
     let log = s.gw.log_text();
     let line = log.lines().filter(|l| l.contains("bounce worker started") && l.contains(&s.user)).last().unwrap();
     let pid = line.split("pid=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
