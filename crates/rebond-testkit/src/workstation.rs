@@ -166,6 +166,13 @@ impl Xrdp {
         anyhow::ensure!(st.success(), "xrdp socksetup failed");
         let mut procs = Vec::new();
         if std::net::TcpStream::connect("[::1]:3350").is_err() {
+            // No session manager runs, so the sockets of earlier sessions are stale; left
+            // there, they use up xrdp's display range (10 to 60) and new sessions fail.
+            if let Ok(entries) = std::fs::read_dir("/run/xrdp/sockdir") {
+                for e in entries.flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
             let mut sesman = Command::new("xrdp-sesman");
             sesman.arg("--nodaemon");
             procs.push(Proc::spawn("xrdp-sesman", sesman, Some(&dir.join("sesman.log")))?);

@@ -63,7 +63,10 @@ async fn xrdp_workstation_verified_by_its_ca() {
     for f in ["/tmp/waqz", "/tmp/zqaw"] {
         let _ = std::fs::remove_file(f);
     }
-    let (report, _) = probe_in(&gw, &french, &french_pw, Some("touch zqaw{Enter}"), 2, "fr-FR").await;
+    // Let the new session's terminal start, then type into it.
+    let (report, _) = probe_in(&gw, &french, &french_pw, None, 2, "fr-FR").await;
+    assert!(report.error.is_none(), "{report:?}");
+    let (report, _) = probe_in(&gw, &french, &french_pw, Some("touch zqaw{Enter}"), 3, "fr-FR").await;
     assert!(report.error.is_none(), "{report:?}");
     assert!(wait_for_file(std::path::Path::new("/tmp/waqz"), Duration::from_secs(10)).await, "AZERTY layout applied");
     assert!(!std::path::Path::new("/tmp/zqaw").exists());
