@@ -35,13 +35,15 @@ const T = { // uplink message types
 };
 const D = { // downlink message types
   HELLO: 0x01, STATUS: 0x02, SIZE: 0x03, TILE: 0x04, FRAME_END: 0x05, POINTER: 0x06,
-  POINTER_HIDDEN: 0x07, POINTER_DEFAULT: 0x08, ERROR: 0x09, NOTICE: 0x0a,
+  POINTER_HIDDEN: 0x07, POINTER_DEFAULT: 0x08, ERROR: 0x09, NOTICE: 0x0a, SOCKET_KEY: 0x0b,
 };
 const CODEC_MIME = { 1: 'image/png', 2: 'image/jpeg' };
 
 let texts = {};
 let lang = 'en';
 let ws = null;
+// This page's socket key (memory only): proves a reconnecting socket is this page's.
+let socketKey = null;
 let desktopW = 0, desktopH = 0, scale = 1;
 let drawing = Promise.resolve();
 let ended = false;
@@ -136,6 +138,7 @@ async function signIn(ev) {
   }
   ended = false;
   everConnected = false;
+  socketKey = null; // a new sign-in holds the session: the old key means nothing
   connect();
 }
 
@@ -270,6 +273,9 @@ function onMessage(ev) {
       showError(code);
       break;
     }
+    case D.SOCKET_KEY:
+      socketKey = Array.from(data.subarray(1, 17), (b) => b.toString(16).padStart(2, '0')).join('');
+      break;
     case D.NOTICE: {
       const seconds = view.getUint32(2, true);
       const key = { 1: 'draining', 2: 'idle_warning', 3: 'injected_slowed', 4: 'injected_recorded' }[data[1]];
@@ -288,7 +294,7 @@ function onMessage(ev) {
 
 function connect() {
   const url = `wss://${location.host}/ws`;
-  ws = new WebSocket(url, [SUBPROTOCOL]);
+  ws = new WebSocket(url, socketKey ? [SUBPROTOCOL, `rebond.key.${socketKey}`] : [SUBPROTOCOL]);
   ws.binaryType = 'arraybuffer';
   ws.onmessage = onMessage;
   ws.onopen = () => { if (everConnected) sendResize(); };

@@ -49,12 +49,34 @@ pub struct Config {
     /// An HTTPS certificate and key (PEM); otherwise a self-signed one is made in `data_dir`.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// How bounce workers are confined.
+    #[serde(default)]
+    pub worker: WorkerSettings,
     /// Users declared here are added to (or updated in) the local store at start.
     #[serde(default)]
     pub users: Vec<UserEntry>,
     /// Routes declared here override the route table.
     #[serde(default)]
     pub routes: Vec<RouteEntry>,
+}
+
+/// The confinement of bounce workers (each also confines itself: see `rebond_worker::sandbox`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// The unprivileged account workers run as when the gateway runs as root
+    /// (default `nobody`). A gateway started by another user runs workers as itself.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Address-space limit of one worker, in MiB.
+    #[serde(default = "default_worker_memory")]
+    pub memory_mib: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { user: None, memory_mib: default_worker_memory() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +133,9 @@ fn default_drain_deadline() -> u64 {
 fn default_connect_timeout() -> u64 {
     10
 }
+fn default_worker_memory() -> u64 {
+    1024
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -157,6 +182,9 @@ impl Config {
         }
         if !(1..=120).contains(&self.connect_timeout_seconds) {
             return Err("connect_timeout_seconds must be between 1 and 120".into());
+        }
+        if !(256..=65536).contains(&self.worker.memory_mib) {
+            return Err("worker.memory_mib must be between 256 and 65536".into());
         }
         for r in &self.routes {
             let ways = usize::from(r.ca_file.is_some()) + usize::from(r.pin_sha256.is_some()) + usize::from(r.insecure_skip_verify);

@@ -81,6 +81,7 @@ impl Gateway {
             }
         }
         let metrics = Arc::new(metrics::Metrics::default());
+        let launch = worker_launch(&config, worker_exe)?;
         let state = match &config.database_url {
             Some(url) => rebond_state::State::connect_postgres(url).await.context("cannot reach the shared database (database_url)")?,
             None => rebond_state::State::open_sqlite(&config.data_dir.join("rebond.sqlite3")).context("cannot open the usage records")?,
@@ -91,7 +92,7 @@ impl Gateway {
         Ok(Arc::new(Self {
             config,
             store: Mutex::new(store),
-            sessions: sessions::Registry::new(worker_exe, metrics.clone()),
+            sessions: sessions::Registry::new(launch, metrics.clone()),
             draining: AtomicBool::new(false),
             metrics,
             state,
@@ -266,6 +267,10 @@ impl Gateway {
                 "idle_seconds": record.idle_seconds,
         });
         write_audit(&self.state, &self.node, "session_end", &record.user, &detail).await;
+        if session.stopped_by_sandbox.load(Ordering::Relaxed) {
+            let detail = serde_json::json!({ "session": record.session, "workstation": record.workstation });
+            write_audit(&self.state, &self.node, "sandbox_violation", &record.user, &detail).await;
+        }
         if let Err(error) = self.state.release_claim(&record.user, &record.session).await {
             warn!(%error, "cannot release the live session");
         }
@@ -351,6 +356,43 @@ impl Gateway {
         }
         info!("drained");
     }
+}
+
+/// Who workers run as: the configured account, `nobody` for a gateway running as
+/// root, or the gateway's own user (logged: the separation then rests on the sandbox).
+fn worker_launch(config: &Config, exe: PathBuf) -> anyhow::Result<sessions::WorkerLaunch> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let account = match (&config.worker.user, root) {
+        (Some(name), true) => Some(account(name)?),
+        (None, true) => Some(account("nobody")?),
+        (Some(name), false) => {
+            warn!(worker_user = %name, "the gateway is not root: workers run as the gateway's user, not as worker.user");
+            None
+        }
+        (None, false) => None,
+    };
+    if let Some((uid, _)) = account {
+        info!(uid, "bounce workers run as an unprivileged account");
+    }
+    Ok(sessions::WorkerLaunch { exe, account, memory_mib: config.worker.memory_mib })
+}
+
+/// The uid and gid of an account, from the system's user database.
+fn account(name: &str) -> anyhow::Result<(u32, u32)> {
+    let c_name = std::ffi::CString::new(name).context("worker.user contains a NUL byte")?;
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pwd`.
+    let rc = unsafe { libc::getpwnam_r(c_name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        anyhow::bail!("worker.user: no account named {name:?} on this system (create it, or name another)");
+    }
+    if pwd.pw_uid == 0 {
+        anyhow::bail!("worker.user: {name:?} is root; workers must run as an unprivileged account");
+    }
+    Ok((pwd.pw_uid, pwd.pw_gid))
 }
 
 /// Appends one audit record; a failure is logged (the session goes on).

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub bytes_to_browsers: AtomicU64,
     pub bytes_from_browsers: AtomicU64,
     pub worker_crashes: AtomicU64,
+    pub sandbox_violations: AtomicU64,
     pub uplink_violations: AtomicU64,
     pub injected_typing: AtomicU64,
 }
@@ -65,6 +66,7 @@ impl Metrics {
         counter(&mut out, "rebond_bytes_to_browsers_total", "Bytes sent to pages over session sockets.", &self.bytes_to_browsers);
         counter(&mut out, "rebond_bytes_from_browsers_total", "Bytes received from pages over session sockets.", &self.bytes_from_browsers);
         counter(&mut out, "rebond_worker_crashes_total", "Bounce workers that ended without a reason.", &self.worker_crashes);
+        counter(&mut out, "rebond_sandbox_violations_total", "Bounce workers stopped by their sandbox.", &self.sandbox_violations);
         counter(&mut out, "rebond_uplink_violations_total", "Sessions closed for a forbidden uplink message.", &self.uplink_violations);
         counter(&mut out, "rebond_injected_typing_total", "Bursts of keystrokes faster than a person types.", &self.injected_typing);
         let _ = writeln!(out, "# HELP rebond_sign_ins_total Sign-in attempts by outcome.\n# TYPE rebond_sign_ins_total counter");

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,32 @@ pub enum Outgoing {
 /// SHA-256 of a session token: the token itself is only in the browser's cookie.
 pub type TokenHash = [u8; 32];
 
+/// The secret binding a socket to its session ([`rebond_wire::Downlink::SocketKey`]).
+pub type SocketKey = [u8; rebond_wire::SOCKET_KEY_LEN];
+
+fn new_socket_key() -> SocketKey {
+    use rand::RngCore as _;
+    let mut key = [0u8; rebond_wire::SOCKET_KEY_LEN];
+    rand::rng().fill_bytes(&mut key);
+    key
+}
+
+/// Compares keys in constant time.
+fn same_key(a: &SocketKey, b: &SocketKey) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The key a page offers in its WebSocket subprotocols (`rebond.key.<hex>`), if any.
+pub fn offered_socket_key(protocols: &str) -> Option<SocketKey> {
+    let hex_key = protocols.split(',').find_map(|p| p.trim().strip_prefix(SOCKET_KEY_PROTOCOL_PREFIX))?;
+    let mut key = [0u8; rebond_wire::SOCKET_KEY_LEN];
+    hex::decode_to_slice(hex_key, &mut key).ok()?;
+    Some(key)
+}
+
+/// Subprotocol prefix under which a page offers its socket key.
+pub const SOCKET_KEY_PROTOCOL_PREFIX: &str = "rebond.key.";
+
 pub fn hash_token(token: &str) -> TokenHash {
     use sha2::Digest as _;
     sha2::Sha256::digest(token.as_bytes()).into()
@@ -41,11 +67,15 @@ pub struct Session {
     /// Bytes over this session's sockets, for metering.
     pub bytes_to_browser: AtomicU64,
     pub bytes_from_browser: AtomicU64,
+    /// The worker was killed by its sandbox (it tried something it never does).
+    pub stopped_by_sandbox: AtomicBool,
 }
 
 struct SessionState {
     token: TokenHash,
     socket: Option<(u64, mpsc::Sender<Outgoing>)>,
+    /// The secret the attached socket was given: another socket must present it.
+    socket_key: Option<SocketKey>,
     /// Whether the attached socket has had its `DesktopSize`: what the worker sent
     /// before it saw the attach is dropped, so a page always starts from a blank,
     /// correctly sized canvas.
@@ -83,17 +113,27 @@ impl Session {
         self.state.lock().unwrap().ended
     }
 
-    /// Attaches a browser socket; an older socket of the same session is closed.
-    /// Returns the generation and the current progress to show.
-    pub fn attach(&self, tx: mpsc::Sender<Outgoing>) -> (u64, Option<Stage>) {
+    /// Attaches a browser socket. While a socket is attached, a new one is accepted
+    /// only with that socket's key (a page coming back after a network drop the gateway
+    /// has not noticed yet), and the old one is closed; otherwise it is refused.
+    /// Returns the generation, the current progress to show, and the new socket's key.
+    pub fn attach(&self, tx: mpsc::Sender<Outgoing>, offered: Option<SocketKey>) -> Result<(u64, Option<Stage>, SocketKey), ErrorCode> {
         let mut st = self.state.lock().unwrap();
+        if st.socket.is_some() {
+            let holds_key = matches!((offered, st.socket_key), (Some(o), Some(k)) if same_key(&o, &k));
+            if !holds_key {
+                return Err(ErrorCode::SessionOpenElsewhere);
+            }
+        }
+        let key = new_socket_key();
+        st.socket_key = Some(key);
         st.generation += 1;
         let generation = st.generation;
         st.synced = false;
         if let Some((_, old)) = st.socket.replace((generation, tx)) {
             let _ = old.try_send(Outgoing::Close(None));
         }
-        (generation, st.status)
+        Ok((generation, st.status, key))
     }
 
     /// Detaches the socket of this generation; true if it was the attached one.
@@ -102,6 +142,7 @@ impl Session {
         match st.socket {
             Some((g, _)) if g == generation => {
                 st.socket = None;
+                st.socket_key = None;
                 true
             }
             _ => false,
@@ -145,9 +186,19 @@ impl Session {
     }
 }
 
+/// How the gateway starts bounce workers.
+#[derive(Debug, Clone)]
+pub struct WorkerLaunch {
+    /// The `rebond` executable (run as `rebond worker`).
+    pub exe: PathBuf,
+    /// The unprivileged account (uid, gid) workers run as, when the gateway may switch.
+    pub account: Option<(u32, u32)>,
+    pub memory_mib: u64,
+}
+
 /// The live sessions of this node.
 pub struct Registry {
-    worker_exe: PathBuf,
+    launch: WorkerLaunch,
     metrics: Arc<crate::metrics::Metrics>,
     next_id: AtomicU64,
     inner: Mutex<Inner>,
@@ -171,8 +222,8 @@ pub enum Admission {
 }
 
 impl Registry {
-    pub fn new(worker_exe: PathBuf, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
-        Arc::new(Self { worker_exe, metrics, next_id: AtomicU64::new(1), inner: Mutex::new(Inner::default()) })
+    pub fn new(launch: WorkerLaunch, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
+        Arc::new(Self { launch, metrics, next_id: AtomicU64::new(1), inner: Mutex::new(Inner::default()) })
     }
 
     pub fn count(&self) -> usize {
@@ -204,6 +255,7 @@ impl Registry {
                     let old = std::mem::replace(&mut st.token, token);
                     inner.by_token.remove(&old);
                     inner.ended.insert(old, (ErrorCode::SessionTakenOver, Instant::now()));
+                    st.socket_key = None;
                     st.socket.take()
                 };
                 if let Some((_, tx)) = old_socket {
@@ -225,16 +277,25 @@ impl Registry {
     }
 
     fn spawn_worker(self: &Arc<Self>, id: u64, user: &str, token: TokenHash, start: Zeroizing<Vec<u8>>) -> std::io::Result<Arc<Session>> {
-        let mut cmd = tokio::process::Command::new(&self.worker_exe);
+        let mut cmd = tokio::process::Command::new(&self.launch.exe);
         cmd.arg("worker")
             .arg("--session")
             .arg(id.to_string())
+            .arg("--memory-mib")
+            .arg(self.launch.memory_mib.to_string())
+            .current_dir("/")
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        for var in ["RUST_LOG", "REBOND_LOG_FORMAT"] {
+        if let Some((uid, gid)) = self.launch.account {
+            // The standard library also drops supplementary groups when it switches.
+            cmd.uid(uid).gid(gid);
+        }
+        // Debug builds only: the tests' way to make one worker misbehave.
+        let test_fault = cfg!(debug_assertions).then_some(rebond_worker::TEST_FAULT_VAR);
+        for var in ["RUST_LOG", "REBOND_LOG_FORMAT"].into_iter().chain(test_fault) {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);
             }
@@ -252,7 +313,8 @@ impl Registry {
             last_input: Mutex::new(Instant::now()),
             bytes_to_browser: AtomicU64::new(0),
             bytes_from_browser: AtomicU64::new(0),
-            state: Mutex::new(SessionState { token, socket: None, synced: false, generation: 0, status: None, ended: None, error_sent: false }),
+            stopped_by_sandbox: AtomicBool::new(false),
+            state: Mutex::new(SessionState { token, socket: None, socket_key: None, synced: false, generation: 0, status: None, ended: None, error_sent: false }),
         });
         info!(session = id, %user, pid = child.id(), "bounce worker started");
         crate::metrics::Metrics::add(&self.metrics.sessions_started, 1);
@@ -317,7 +379,11 @@ impl Registry {
                 let code = *st.ended.get_or_insert(ErrorCode::WorkerFailed);
                 (code, st.socket.take(), st.error_sent)
             };
-            if code == ErrorCode::WorkerFailed {
+            if stopped_by_sandbox(status.as_ref()) {
+                s.stopped_by_sandbox.store(true, Ordering::Relaxed);
+                crate::metrics::Metrics::add(&registry.metrics.sandbox_violations, 1);
+                warn!(session = s.id, user = %s.user, "bounce worker stopped by its sandbox: it tried a forbidden system call");
+            } else if code == ErrorCode::WorkerFailed {
                 crate::metrics::Metrics::add(&registry.metrics.worker_crashes, 1);
                 warn!(session = s.id, ?status, "bounce worker ended without a reason");
             } else {
@@ -351,5 +417,18 @@ impl Registry {
         if let Ok(s) = self.by_token(token) {
             s.stop(Some(ErrorCode::SignedOut));
         }
+    }
+}
+
+fn stopped_by_sandbox(status: Option<&std::process::ExitStatus>) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        status.and_then(|s| s.signal()) == Some(rebond_worker::sandbox::STOPPED_BY_SANDBOX_SIGNAL)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = status;
+        false
     }
 }

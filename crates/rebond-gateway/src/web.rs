@@ -252,11 +252,9 @@ async fn socket(
         warn!(%peer, "WebSocket refused: foreign origin");
         return StatusCode::FORBIDDEN.into_response();
     }
-    let offered = headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|p| p.trim() == SUBPROTOCOL));
-    if !offered {
+    let protocols = headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let key = crate::sessions::offered_socket_key(protocols);
+    if !protocols.split(',').any(|p| p.trim() == SUBPROTOCOL) {
         return (StatusCode::BAD_REQUEST, "unsupported protocol version").into_response();
     }
     let session = token_from(&headers).map(|t| gw.sessions.by_token(&hash_token(&t)));
@@ -266,7 +264,7 @@ async fn socket(
         .max_message_size(64 << 10)
         .on_upgrade(move |socket| async move {
             match session {
-                Some(Ok(session)) => serve_socket(gw, session, socket, peer).await,
+                Some(Ok(session)) => serve_socket(gw, session, socket, peer, key).await,
                 Some(Err(code)) => refuse_socket(socket, code.unwrap_or(ErrorCode::SessionExpired)).await,
                 None => refuse_socket(socket, ErrorCode::SessionExpired).await,
             }
@@ -321,10 +319,18 @@ async fn on_injected_typing(
     }
 }
 
-async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSocket, peer: SocketAddr) {
+async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSocket, peer: SocketAddr, key: Option<crate::sessions::SocketKey>) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(4096);
-    let (generation, status) = session.attach(tx);
+    let (generation, status, key) = match session.attach(tx, key) {
+        Ok(attached) => attached,
+        Err(code) => {
+            warn!(session = session.id, user = %session.user, %peer, "second socket refused: the session's socket is open elsewhere");
+            gw.audit("socket_refused", &session.user, serde_json::json!({ "session": session.id, "peer": peer.to_string(), "reason": code.name() }));
+            return refuse_socket(socket, code).await;
+        }
+    };
     let _ = socket.send(Message::Binary(Downlink::Hello { version: PROTOCOL_VERSION }.encode().into())).await;
+    let _ = socket.send(Message::Binary(Downlink::SocketKey { key }.encode().into())).await;
     if let Some(stage) = status.filter(|s| *s != Stage::Ready) {
         let _ = socket.send(Message::Binary(Downlink::Status { stage }.encode().into())).await;
     }

@@ -110,12 +110,22 @@ impl Client {
 
     /// Opens the session socket, with the version subprotocol and the session cookie.
     pub async fn open_socket(&self) -> anyhow::Result<Socket> {
+        self.open_socket_with_key(None).await
+    }
+
+    /// Opens the session socket offering the key of an earlier socket, as a page
+    /// reconnecting after a network drop does.
+    pub async fn open_socket_with_key(&self, key: Option<[u8; rebond_wire::SOCKET_KEY_LEN]>) -> anyhow::Result<Socket> {
         let stream = http::connect_tls(&self.target, self.tls.clone()).await?;
+        let protocols = match key {
+            Some(k) => format!("{SUBPROTOCOL}, rebond.key.{}", hex::encode(k)),
+            None => SUBPROTOCOL.to_owned(),
+        };
         let request = tokio_tungstenite::tungstenite::http::Request::builder()
             .uri(format!("wss://{}/ws", self.target.authority()))
             .header("Host", self.target.authority())
             .header("Cookie", &self.cookie)
-            .header("Sec-WebSocket-Protocol", SUBPROTOCOL)
+            .header("Sec-WebSocket-Protocol", protocols)
             .header("Sec-WebSocket-Version", "13")
             .header("Sec-WebSocket-Key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
             .header("Connection", "Upgrade")

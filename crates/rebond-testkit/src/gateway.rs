@@ -25,6 +25,15 @@ impl Gateway {
 
     /// Starts the gateway on `host`, listening on its address.
     pub fn start_on(host: &crate::network::Host, exe: &Path, config: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_full(host, exe, config, &[])
+    }
+
+    /// Starts the gateway with extra environment variables.
+    pub fn start_with_env(exe: &Path, config: Option<&str>, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_full(&crate::network::Host::local(), exe, config, env)
+    }
+
+    fn start_full(host: &crate::network::Host, exe: &Path, config: Option<&str>, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let data = temp_dir("gateway");
         let port = free_port();
         let log = data.join("gateway.log");
@@ -35,7 +44,7 @@ impl Gateway {
             std::fs::write(&path, text)?;
             cmd.arg("--config").arg(path);
         }
-        cmd.env("RUST_LOG", "info");
+        cmd.env("RUST_LOG", "info").envs(env.iter().copied());
         let proc = Proc::spawn("rebond serve", cmd, Some(&log))?;
         host.wait_for_port(port, Duration::from_secs(20)).map_err(|e| {
             anyhow::anyhow!("{e}; gateway log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())

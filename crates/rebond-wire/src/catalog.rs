@@ -151,6 +151,10 @@ pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
             en: "The sign-in service is not available right now. Please try again in a few minutes.",
             fr: "Le service de connexion n'est pas disponible pour le moment. Réessayez dans quelques minutes.",
         },
+        ErrorCode::SessionOpenElsewhere => Text {
+            en: "Your desktop is open in another window. Use that window, or sign in here to move the desktop to this one.",
+            fr: "Votre bureau est ouvert dans une autre fenêtre. Utilisez cette fenêtre, ou reconnectez-vous ici pour y déplacer le bureau.",
+        },
         ErrorCode::SignedOut => Text {
             en: "You are signed out.",
             fr: "Vous êtes déconnecté.",

@@ -98,10 +98,11 @@ pub enum ErrorCode {
     Idle = 16,
     InjectedTyping = 17,
     SignInUnavailable = 18,
+    SessionOpenElsewhere = 19,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadCredentials,
         ErrorCode::WorkstationUnreachable,
         ErrorCode::WorkstationRefusedCredentials,
@@ -120,6 +121,7 @@ impl ErrorCode {
         ErrorCode::Idle,
         ErrorCode::InjectedTyping,
         ErrorCode::SignInUnavailable,
+        ErrorCode::SessionOpenElsewhere,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -147,6 +149,7 @@ impl ErrorCode {
             ErrorCode::Idle => "idle",
             ErrorCode::InjectedTyping => "injected_typing",
             ErrorCode::SignInUnavailable => "sign_in_unavailable",
+            ErrorCode::SessionOpenElsewhere => "session_open_elsewhere",
         }
     }
 
@@ -185,7 +188,14 @@ pub enum Downlink {
     Error { code: ErrorCode },
     /// Something the person should know while the session goes on.
     Notice { notice: Notice, seconds: u32 },
+    /// The secret binding this socket to the session: while the socket is open, only a
+    /// page that presents it may open another socket for the session (after a network
+    /// drop the server may not have noticed yet). The page keeps it in memory only.
+    SocketKey { key: [u8; SOCKET_KEY_LEN] },
 }
+
+/// Length of a [`Downlink::SocketKey`].
+pub const SOCKET_KEY_LEN: usize = 16;
 
 /// Announcements shown over the desktop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +276,7 @@ mod tag {
     pub const POINTER_DEFAULT: u8 = 0x08;
     pub const ERROR: u8 = 0x09;
     pub const NOTICE: u8 = 0x0a;
+    pub const SOCKET_KEY: u8 = 0x0b;
 
     pub const KEY: u8 = 0x81;
     pub const POINTER_MOVE: u8 = 0x82;
@@ -321,6 +332,10 @@ impl Downlink {
                 out.extend_from_slice(&[tag::NOTICE, *notice as u8]);
                 out.extend_from_slice(&seconds.to_le_bytes());
             }
+            Downlink::SocketKey { key } => {
+                out.push(tag::SOCKET_KEY);
+                out.extend_from_slice(key);
+            }
         }
     }
 
@@ -366,6 +381,13 @@ impl Downlink {
                 Downlink::Error { code: ErrorCode::from_u16(raw).ok_or(DecodeError::InvalidValue("error code"))? }
             }
             tag::NOTICE => Downlink::Notice { notice: Notice::from_u8(r.u8()?)?, seconds: r.u32()? },
+            tag::SOCKET_KEY => {
+                let mut key = [0u8; SOCKET_KEY_LEN];
+                for b in &mut key {
+                    *b = r.u8()?;
+                }
+                Downlink::SocketKey { key }
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

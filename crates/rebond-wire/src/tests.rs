@@ -34,6 +34,7 @@ fn downlink_round_trips() {
         Downlink::PointerDefault,
         Downlink::Error { code: ErrorCode::SessionTakenOver },
         Downlink::Notice { notice: Notice::Draining, seconds: 600 },
+        Downlink::SocketKey { key: [7; crate::SOCKET_KEY_LEN] },
     ];
     for m in msgs {
         assert_eq!(Downlink::decode(&m.encode()), Ok(m));

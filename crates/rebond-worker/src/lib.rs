@@ -7,7 +7,13 @@
 //! INVARIANT: every uplink message is checked again by the worker's own
 //! [`rebond_policy::UplinkFilter`] before it becomes RDP input.
 
-pub mod link;
+pub use rebond_link as link;
 mod run;
+#[cfg(target_os = "linux")]
+pub mod sandbox;
 
 pub use run::{run, StartRequest, TrustSpec};
+
+/// Debug builds only: `USER:ACTION` makes the worker of USER try a forbidden
+/// [`sandbox::ForbiddenAction`] once connected, so tests can prove it is stopped.
+pub const TEST_FAULT_VAR: &str = "REBOND_TEST_WORKER_FAULT";

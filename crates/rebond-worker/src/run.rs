@@ -70,6 +70,8 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         _ => return Err("the gateway did not start the session".into()),
     };
     let lossless_only = start.lossless_only;
+    #[cfg(debug_assertions)]
+    let test_fault = test_fault(&start.username);
     let req = match connect_request(start) {
         Ok(r) => r,
         Err(code) => {
@@ -108,6 +110,18 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         }
     };
     info!(nla = connected.nla, "connected to the workstation");
+    #[cfg(target_os = "linux")]
+    if let Err(e) = crate::sandbox::lock_down() {
+        tracing::error!(error = %e, "cannot confine the worker: the session is refused");
+        out.send(&Downlink::Error { code: ErrorCode::WorkerFailed }).await;
+        return Ok(());
+    }
+    #[cfg(debug_assertions)]
+    if let Some(action) = test_fault {
+        warn!(action = action.name(), "test fault: trying a forbidden action");
+        let result = action.attempt();
+        warn!(?result, "test fault: the forbidden action was not stopped");
+    }
 
     let mut w = Worker::new(Session::new(connected.result), connected.nla, lossless_only);
     let code = w.serve(&mut connected.framed, &mut rx, &mut out).await;
@@ -115,6 +129,13 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         out.send(&Downlink::Error { code }).await;
     }
     Ok(())
+}
+
+#[cfg(debug_assertions)]
+fn test_fault(user: &str) -> Option<crate::sandbox::ForbiddenAction> {
+    let spec = std::env::var(crate::TEST_FAULT_VAR).ok()?;
+    let (who, action) = spec.split_once(':')?;
+    (who == user).then(|| crate::sandbox::ForbiddenAction::parse(action)).flatten()
 }
 
 fn connect_request(s: StartRequest) -> Result<ConnectRequest, ErrorCode> {

@@ -76,6 +76,9 @@ enum Command {
     Worker {
         #[arg(long)]
         session: u64,
+        /// Address-space limit, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        memory_mib: u64,
     },
 }
 
@@ -237,7 +240,19 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Probe(_)));
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = match &cli.command {
+        Command::Worker { memory_mib, .. } => {
+            // Confined before anything else runs; one thread serves the one session.
+            let limits = rebond_worker::sandbox::Limits { memory_bytes: memory_mib << 20, ..Default::default() };
+            if let Err(e) = rebond_worker::sandbox::limit_process(limits) {
+                tracing::error!(error = %e, "cannot confine the bounce worker");
+                return std::process::ExitCode::FAILURE;
+            }
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .expect("tokio runtime");
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
@@ -389,7 +404,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 }
             }
         }
-        Command::Worker { session } => {
+        Command::Worker { session, .. } => {
             let span = tracing::info_span!("worker", session);
             let _enter = span.enter();
             if let Err(e) = rebond_worker::run(tokio::io::stdin(), tokio::io::stdout()).await {

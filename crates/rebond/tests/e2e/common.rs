@@ -184,3 +184,12 @@ pub async fn end_code(ws: &mut rebond_probe::Socket) -> Option<ErrorCode> {
     }
     code
 }
+
+/// Sends keys as the page would (physical keys, US positions).
+pub async fn type_keys(ws: &mut rebond_probe::Socket, text: &str) {
+    ws.send(Message::Binary(rebond_wire::Uplink::PointerMove { x: 640, y: 400 }.encode().into())).await.unwrap();
+    for k in rebond_probe::parse_keys(text).unwrap() {
+        let msg = rebond_wire::Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down };
+        ws.send(Message::Binary(msg.encode().into())).await.unwrap();
+    }
+}

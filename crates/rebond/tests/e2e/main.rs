@@ -11,5 +11,6 @@ mod networks;
 mod operations;
 mod pixels_only;
 mod refusals;
+mod sandbox;
 mod session;
 mod web_front;

@@ -91,13 +91,14 @@ async fn network_drop_resumes_the_same_session_without_password() {
     let mut socket = client.open_socket().await.unwrap();
     let first = first_frame(&mut socket).await;
     assert!(matches!(first[0], Downlink::Hello { version: 1 }));
+    let Downlink::SocketKey { key } = first[1] else { panic!("{first:?}") };
     drop(socket); // the network drops
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut again = client.open_socket().await.unwrap();
+    let mut again = client.open_socket_with_key(Some(key)).await.unwrap();
     let resumed = first_frame(&mut again).await;
     let kinds: Vec<String> = resumed.iter().map(kind).collect();
-    assert!(matches!(resumed[1], Downlink::DesktopSize { width: 1280, height: 800 }), "{kinds:?}");
+    assert!(matches!(resumed[2], Downlink::DesktopSize { width: 1280, height: 800 }), "{kinds:?}");
     assert!(resumed.iter().any(|m| matches!(m, Downlink::Tile { .. })), "the whole picture is sent again: {kinds:?}");
     let log = s.gw.log_text();
     assert_eq!(log.matches("bounce worker started").count(), 1, "same worker, same RDP session:\n{log}");
@@ -115,17 +116,6 @@ async fn second_sign_in_takes_the_session_over() {
     // The first page's cookie no longer opens anything.
     let mut stale = first.open_socket().await.unwrap();
     assert_eq!(end_code(&mut stale).await, Some(ErrorCode::SessionTakenOver));
-}
-
-/// Sends keys as the page would (physical keys, US positions).
-async fn type_keys(ws: &mut rebond_probe::Socket, text: &str) {
-    use futures_util::SinkExt as _;
-    use tokio_tungstenite::tungstenite::Message;
-    ws.send(Message::Binary(rebond_wire::Uplink::PointerMove { x: 640, y: 400 }.encode().into())).await.unwrap();
-    for k in rebond_probe::parse_keys(text).unwrap() {
-        let msg = rebond_wire::Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down };
-        ws.send(Message::Binary(msg.encode().into())).await.unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

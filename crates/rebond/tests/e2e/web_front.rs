@@ -72,3 +72,45 @@ fn headers_cookies_and_origins() {
     ]);
     assert!(ws.starts_with("http/1.1 403"), "{ws}");
 }
+
+/// The key a socket was given (the second message after Hello).
+fn socket_key(first: &[rebond_wire::Downlink]) -> [u8; rebond_wire::SOCKET_KEY_LEN] {
+    first.iter().find_map(|m| if let rebond_wire::Downlink::SocketKey { key } = m { Some(*key) } else { None }).expect("a socket key")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_token_is_bound_to_the_socket_it_authorised() {
+    use rebond_wire::ErrorCode;
+    let s = Setup::tls();
+    let client = s.sign_in().await;
+    let mut first = client.open_socket().await.unwrap();
+    let key = socket_key(&first_frame(&mut first).await);
+
+    // The cookie alone (copied to another browser, say) opens nothing while the page's socket lives.
+    let mut copied = client.open_socket().await.unwrap();
+    assert_eq!(end_code(&mut copied).await, Some(ErrorCode::SessionOpenElsewhere));
+    let mut wrong = client.open_socket_with_key(Some([0; rebond_wire::SOCKET_KEY_LEN])).await.unwrap();
+    assert_eq!(end_code(&mut wrong).await, Some(ErrorCode::SessionOpenElsewhere));
+    type_keys(&mut first, "echo untouched{Enter}").await;
+    first_frame(&mut first).await;
+
+    // The page itself, back from a network drop the gateway has not noticed, gets in with its key.
+    let mut back = client.open_socket_with_key(Some(key)).await.unwrap();
+    let resumed = first_frame(&mut back).await;
+    assert_eq!(end_code(&mut first).await, None, "the old socket is closed");
+    assert_ne!(socket_key(&resumed), key, "every socket gets a new key");
+    // The old key no longer opens anything while the new socket lives.
+    let mut replay = client.open_socket_with_key(Some(key)).await.unwrap();
+    assert_eq!(end_code(&mut replay).await, Some(ErrorCode::SessionOpenElsewhere));
+
+    // Once the page has gone, the cookie opens the session again (a reloaded page).
+    drop(back);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut reloaded = client.open_socket().await.unwrap();
+    first_frame(&mut reloaded).await;
+
+    let log = s.gw.log_text();
+    assert_eq!(log.matches("second socket refused").count(), 3, "each refusal logged once:\n{log}");
+    let export = s.gw.cli(&["audit", "export"], None).unwrap();
+    assert_eq!(export.matches("socket_refused").count(), 3, "{export}");
+}

@@ -1,5 +1,6 @@
 //! The local channel between the gateway and a bounce worker: length-prefixed
-//! frames on the worker's stdin and stdout.
+//! frames on the worker's stdin and stdout. The framing is pure functions (fuzzed);
+//! the async readers and writers only move bytes.
 //!
 //! Frame: `u32` little-endian length of what follows, then a kind byte, then the payload.
 
@@ -11,7 +12,7 @@ pub const MAX_FRAME: usize = 64 << 20;
 /// Gateway to worker.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ToWorker {
-    /// JSON [`crate::StartRequest`]; carries the password, so it is zeroized after use.
+    /// JSON `rebond_worker::StartRequest`; carries the password, so it is zeroized after use.
     Start(Vec<u8>),
     /// One checked uplink message from the browser.
     Uplink(Vec<u8>),
@@ -45,60 +46,100 @@ pub enum LinkError {
     Invalid(&'static str),
 }
 
-async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<(u8, Vec<u8>), LinkError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
+/// Checks a frame's length prefix: the length of the kind byte and payload that follow.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, LinkError> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(LinkError::Invalid("frame length"));
+    }
+    Ok(len)
+}
+
+/// The length prefix and kind byte of a frame carrying `payload_len` bytes.
+pub fn frame_header(kind: u8, payload_len: usize) -> Result<[u8; 5], LinkError> {
+    if payload_len >= MAX_FRAME {
+        return Err(LinkError::Invalid("frame too long"));
+    }
+    let len = (payload_len as u32 + 1).to_le_bytes();
+    Ok([len[0], len[1], len[2], len[3], kind])
+}
+
+/// Reads a frame body (kind byte, then payload) as a message to the worker.
+pub fn parse_to_worker(mut body: Vec<u8>) -> Result<ToWorker, LinkError> {
+    let kind = *body.first().ok_or(LinkError::Invalid("empty frame"))?;
+    body.remove(0);
+    let control = |msg: ToWorker| if body.is_empty() { Ok(msg) } else { Err(LinkError::Invalid("control frame with a payload")) };
+    match kind {
+        kind::START => Ok(ToWorker::Start(body)),
+        kind::UPLINK => Ok(ToWorker::Uplink(body)),
+        kind::ATTACH => control(ToWorker::Attach),
+        kind::DETACH => control(ToWorker::Detach),
+        kind::STOP => control(ToWorker::Stop),
+        _ => Err(LinkError::Invalid("unknown kind")),
+    }
+}
+
+/// Reads a frame body as a downlink message from the worker.
+pub fn parse_from_worker(mut body: Vec<u8>) -> Result<FromWorker, LinkError> {
+    match body.first() {
+        Some(&kind::DOWNLINK) => {
+            body.remove(0);
+            Ok(body)
+        }
+        _ => Err(LinkError::Invalid("unknown kind")),
+    }
+}
+
+/// The frame of a message to the worker, whole (for tests and fuzzing; the async
+/// writer sends the same bytes without copying the payload).
+pub fn encode_to_worker(msg: &ToWorker) -> Vec<u8> {
+    let (kind, payload) = kind_and_payload(msg);
+    let mut out = frame_header(kind, payload.len()).expect("payload within MAX_FRAME").to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn kind_and_payload(msg: &ToWorker) -> (u8, &[u8]) {
+    match msg {
+        ToWorker::Start(p) => (kind::START, p),
+        ToWorker::Uplink(p) => (kind::UPLINK, p),
+        ToWorker::Attach => (kind::ATTACH, &[]),
+        ToWorker::Detach => (kind::DETACH, &[]),
+        ToWorker::Stop => (kind::STOP, &[]),
+    }
+}
+
+async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, LinkError> {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(LinkError::Closed),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_le_bytes(len) as usize;
-    if len == 0 || len > MAX_FRAME {
-        return Err(LinkError::Invalid("frame length"));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    let kind = buf.remove(0);
-    Ok((kind, buf))
+    let mut body = vec![0u8; frame_len(prefix)?];
+    r.read_exact(&mut body).await?;
+    Ok(body)
 }
 
 async fn write_frame(w: &mut (impl AsyncWrite + Unpin), kind: u8, payload: &[u8]) -> Result<(), LinkError> {
-    let len = u32::try_from(payload.len() + 1).map_err(|_| LinkError::Invalid("frame too long"))?;
-    w.write_all(&len.to_le_bytes()).await?;
-    w.write_all(&[kind]).await?;
+    w.write_all(&frame_header(kind, payload.len())?).await?;
     w.write_all(payload).await?;
     Ok(())
 }
 
 pub async fn read_to_worker(r: &mut (impl AsyncRead + Unpin)) -> Result<ToWorker, LinkError> {
-    let (kind, payload) = read_frame(r).await?;
-    Ok(match kind {
-        kind::START => ToWorker::Start(payload),
-        kind::UPLINK => ToWorker::Uplink(payload),
-        kind::ATTACH => ToWorker::Attach,
-        kind::DETACH => ToWorker::Detach,
-        kind::STOP => ToWorker::Stop,
-        _ => return Err(LinkError::Invalid("unknown kind")),
-    })
+    parse_to_worker(read_frame(r).await?)
 }
 
 pub async fn write_to_worker(w: &mut (impl AsyncWrite + Unpin), msg: &ToWorker) -> Result<(), LinkError> {
-    match msg {
-        ToWorker::Start(p) => write_frame(w, kind::START, p).await?,
-        ToWorker::Uplink(p) => write_frame(w, kind::UPLINK, p).await?,
-        ToWorker::Attach => write_frame(w, kind::ATTACH, &[]).await?,
-        ToWorker::Detach => write_frame(w, kind::DETACH, &[]).await?,
-        ToWorker::Stop => write_frame(w, kind::STOP, &[]).await?,
-    }
+    let (kind, payload) = kind_and_payload(msg);
+    write_frame(w, kind, payload).await?;
     w.flush().await?;
     Ok(())
 }
 
 pub async fn read_from_worker(r: &mut (impl AsyncRead + Unpin)) -> Result<FromWorker, LinkError> {
-    match read_frame(r).await? {
-        (kind::DOWNLINK, payload) => Ok(payload),
-        _ => Err(LinkError::Invalid("unknown kind")),
-    }
+    parse_from_worker(read_frame(r).await?)
 }
 
 /// Queues one downlink message; the caller flushes at the end of a frame.

@@ -1,0 +1,88 @@
+//! The worker's glue on the workstation side: damage rectangles and desktop sizes come
+//! from the workstation, pixels from its bitmap updates. Whatever they are, the encoder
+//! never panics, every region lies inside the desktop and decodes to its declared size,
+//! and in lossless mode a full refresh reproduces the desktop exactly.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rebond_display::{Encoder, EncoderSettings};
+use rebond_wire::ImageCodec;
+
+fn decode_png(data: &[u8], w: u16, h: u16) -> Vec<u8> {
+    let mut dec = png::Decoder::new(std::io::Cursor::new(data));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().expect("our PNG decodes");
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("our PNG decodes");
+    assert_eq!((info.width, info.height), (u32::from(w), u32::from(h)));
+    let channels = info.color_type.samples();
+    buf.truncate(info.buffer_size());
+    // Back to RGB triples.
+    buf.chunks(channels).flat_map(|p| if channels >= 3 { [p[0], p[1], p[2]] } else { [p[0], p[0], p[0]] }).collect()
+}
+
+fn apply(canvas: &mut [u8], stride: u16, r: &rebond_display::EncodedRegion) {
+    let rgb = decode_png(&r.data, r.width, r.height);
+    for row in 0..usize::from(r.height) {
+        for col in 0..usize::from(r.width) {
+            let dst = ((usize::from(r.y) + row) * usize::from(stride) + usize::from(r.x) + col) * 4;
+            let src = (row * usize::from(r.width) + col) * 3;
+            canvas[dst..dst + 3].copy_from_slice(&rgb[src..src + 3]);
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 3 {
+        return;
+    }
+    let side = |b: u8| 1 + u16::from(b) % 160;
+    let (mut w, mut h) = (side(data[0]), side(data[1]));
+    let lossless = data[2] & 1 == 1;
+    let mut enc = Encoder::new(w, h, EncoderSettings { lossless_only: lossless, ..EncoderSettings::default() });
+    let mut frame = vec![0u8; usize::from(w) * usize::from(h) * 4];
+    let mut canvas = frame.clone();
+    for op in data[3..].chunks(9) {
+        if op.len() < 9 {
+            break;
+        }
+        let n = |i: usize| u16::from_le_bytes([op[i], op[i + 1]]);
+        match op[0] % 5 {
+            0 => enc.damage(n(1), n(3), n(5), n(7)),
+            1 => {
+                // The workstation draws: a run of bytes somewhere in the framebuffer.
+                let at = usize::from(n(1)) * 4 % frame.len();
+                let end = (at + usize::from(op[3]) * 4).min(frame.len());
+                for (i, b) in frame[at..end].iter_mut().enumerate() {
+                    *b = op[4 + i % 5];
+                }
+            }
+            2 => {
+                (w, h) = (side(op[1]), side(op[2]));
+                enc.resize(w, h);
+                frame = vec![0; usize::from(w) * usize::from(h) * 4];
+                canvas = frame.clone();
+            }
+            3 | 4 => {
+                if op[0] % 5 == 4 {
+                    enc.invalidate();
+                }
+                for r in enc.encode(&frame) {
+                    assert!(r.width > 0 && r.height > 0);
+                    assert!(u32::from(r.x) + u32::from(r.width) <= u32::from(w));
+                    assert!(u32::from(r.y) + u32::from(r.height) <= u32::from(h));
+                    if r.codec == ImageCodec::Png {
+                        apply(&mut canvas, w, &r);
+                    } else {
+                        assert!(!lossless, "JPEG in lossless mode");
+                    }
+                }
+                if lossless && op[0] % 5 == 4 {
+                    let same = frame.chunks(4).zip(canvas.chunks(4)).all(|(a, b)| a[..3] == b[..3]);
+                    assert!(same, "a full refresh reproduces the desktop");
+                }
+            }
+            _ => unreachable!(),
+        }
+    }
+});
