@@ -2,17 +2,18 @@
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{free_port, temp_dir, wait_for_port, Proc};
+use crate::{free_port, temp_dir, Proc};
 
 pub struct Chromium {
     port: u16,
+    /// Where Chromium runs (its DevTools port is on that host's loopback).
+    host: crate::network::Host,
     pub profile: PathBuf,
     _proc: Proc,
 }
@@ -28,13 +29,18 @@ pub struct Page {
 impl Chromium {
     /// Starts Chromium headless, with a new profile, in `language`, at `width`×`height`.
     pub fn start(language: &str, width: u32, height: u32) -> anyhow::Result<Self> {
+        Self::start_on(&crate::network::Host::local(), language, width, height)
+    }
+
+    /// Starts Chromium on `host` (for example the home network of a topology).
+    pub fn start_on(host: &crate::network::Host, language: &str, width: u32, height: u32) -> anyhow::Result<Self> {
         let profile = temp_dir("chromium");
         let port = free_port();
         let exe = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .ok_or_else(|| anyhow::anyhow!("Chromium is not installed (run scripts/test)"))?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = host.command(exe);
         cmd.args([
             "--headless",
             "--no-sandbox",
@@ -54,15 +60,19 @@ impl Chromium {
         .arg("about:blank")
         .env("LANGUAGE", language.replace('-', "_"));
         let proc = Proc::spawn("chromium", cmd, Some(&profile.join("chromium.log")))?;
-        wait_for_port(port, Duration::from_secs(30))?;
-        Ok(Self { port, profile, _proc: proc })
+        let until = Instant::now() + Duration::from_secs(30);
+        while host.connect("127.0.0.1", port).is_err() {
+            anyhow::ensure!(Instant::now() < until, "Chromium's DevTools port does not answer");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self { port, host: host.clone(), profile, _proc: proc })
     }
 
     /// The first tab.
     pub async fn page(&self) -> anyhow::Result<Page> {
         let until = Instant::now() + Duration::from_secs(20);
         let url = loop {
-            let tabs: Value = http_get(self.port, "/json/list").ok().and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
+            let tabs: Value = http_get(&self.host, self.port, "/json/list").ok().and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default();
             if let Some(u) = tabs.as_array().and_then(|a| {
                 a.iter().find(|t| t["type"] == "page").and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_owned))
             }) {
@@ -71,7 +81,10 @@ impl Chromium {
             anyhow::ensure!(Instant::now() < until, "Chromium shows no page");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let stream = self.host.connect("127.0.0.1", self.port)?;
+        stream.set_nonblocking(true)?;
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(tokio::net::TcpStream::from_std(stream)?);
+        let (ws, _) = tokio_tungstenite::client_async(url, stream).await?;
         let mut page = Page { ws, next_id: 1 };
         page.call("Page.enable", json!({})).await?;
         page.call("Runtime.enable", json!({})).await?;
@@ -81,8 +94,8 @@ impl Chromium {
 
 /// A tiny HTTP GET for the DevTools endpoint (plain HTTP/1.1 on loopback; it
 /// answers with a `Content-Length` and keeps the connection open).
-fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+fn http_get(host: &crate::network::Host, port: u16, path: &str) -> anyhow::Result<String> {
+    let mut s = host.connect("127.0.0.1", port)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
     let mut buf = Vec::new();
@@ -148,6 +161,13 @@ impl Page {
     pub async fn navigate(&mut self, url: &str) -> anyhow::Result<()> {
         self.call("Page.navigate", json!({ "url": url })).await?;
         Ok(())
+    }
+
+    /// Navigates and returns Chromium's network error (`net::ERR_…`) if the page could
+    /// not be loaded, `None` if something answered.
+    pub async fn navigation_error(&mut self, url: &str) -> anyhow::Result<Option<String>> {
+        let r = self.call("Page.navigate", json!({ "url": url })).await?;
+        Ok(r["errorText"].as_str().filter(|e| !e.is_empty()).map(str::to_owned))
     }
 
     /// Evaluates JavaScript (awaiting promises) and returns its value.

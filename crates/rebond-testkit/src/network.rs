@@ -30,6 +30,25 @@ impl Host {
         }
     }
 
+    /// Opens a TCP connection from inside this host's network namespace, for the test
+    /// process itself (a thread enters the namespace, connects, and ends; the socket
+    /// stays in the namespace it was made in).
+    pub fn connect(&self, ip: &str, port: u16) -> std::io::Result<std::net::TcpStream> {
+        let addr = (ip.to_owned(), port);
+        let Some(ns) = self.netns.clone() else { return std::net::TcpStream::connect(addr) };
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(format!("/run/netns/{ns}"))?;
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: a valid namespace descriptor; only this short-lived thread moves.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            std::net::TcpStream::connect(addr)
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
+    }
+
     /// Whether a TCP connection from this host to `ip:port` succeeds (within 2 s).
     pub fn can_connect(&self, ip: &str, port: u16) -> bool {
         self.command("timeout")

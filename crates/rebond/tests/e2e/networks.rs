@@ -1,18 +1,20 @@
 //! Three networks, as deployed: home (the person's PC), dmz (the gateway), office
-//! (the workstations). The desktop works from home; nothing at home reaches the office.
+//! (the workstations). The desktop works from home, in the real page in Chromium and
+//! with the probe; nothing at home, the browser included, reaches the office.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use rebond_testkit::browser::Chromium;
 use rebond_testkit::gateway::Gateway;
 use rebond_testkit::network::Topology;
 use rebond_testkit::workstation::{Security, Shadow};
 
 use crate::common::*;
 
-#[test]
-fn home_reaches_only_the_gateway_and_the_desktop_works() {
+#[tokio::test(flavor = "multi_thread")]
+async fn home_reaches_only_the_gateway_and_the_desktop_works() {
     let net = Topology::create().unwrap();
     let (user, password) = account();
     let ws = Shadow::start_on(&net.office, Security::Nla { user: user.clone(), password: password.clone() }, None).unwrap();
@@ -49,6 +51,37 @@ fn home_reaches_only_the_gateway_and_the_desktop_works() {
     }
     assert!(Path::new(&marker).exists(), "the command typed at home ran at the office");
     let _ = std::fs::remove_file(&marker);
+
+    // The real page, in Chromium at home: it signs in and shows the desktop...
+    let chromium = Chromium::start_on(&net.home, "en-US", 1280, 800).unwrap();
+    let mut page = chromium.page().await.unwrap();
+    page.navigate(&gw.url()).await.unwrap();
+    page.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
+    let js = format!(
+        "document.getElementById('user').value = {}; document.getElementById('password').value = {}; \
+         document.getElementById('sign-in').requestSubmit(); true",
+        serde_json::json!(user),
+        serde_json::json!(password)
+    );
+    page.eval(&js).await.unwrap();
+    page.wait_for(
+        "!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.eval("document.getElementById('screen').width").await.unwrap(), 1280);
+
+    // ...and the browser itself reaches nothing at the office, nor the gateway's office
+    // side: there is no route (not merely a refusal). The gateway's front is the control.
+    assert_eq!(page.navigation_error(&format!("{}/healthz", gw.url())).await.unwrap(), None, "control: the gateway's front");
+    for (ip, port) in [(&net.office.ip, ws.port), (&net.dmz_back.ip, gw.port)] {
+        let error = page.navigation_error(&format!("https://{ip}:{port}/")).await.unwrap();
+        let unreachable = ["net::ERR_ADDRESS_UNREACHABLE", "net::ERR_NETWORK_UNREACHABLE", "net::ERR_CONNECTION_TIMED_OUT"];
+        assert!(error.as_deref().is_some_and(|e| unreachable.contains(&e)), "the browser at home got {error:?} from {ip}:{port}");
+    }
+    drop(page);
+    drop(chromium);
     drop(gw);
     drop(ws);
 }
