@@ -87,10 +87,10 @@ function showProgress(key, stage) {
   show(['progress', 'progress-bar']);
 }
 
-function showError(number) {
+function showError(number, message) {
   ended = true;
   const e = (texts[lang] && texts[lang].errors && texts[lang].errors[number]) || {};
-  $('error-sentence').textContent = e.sentence || t('network_error');
+  $('error-sentence').textContent = message || e.sentence || t('network_error');
   $('error-code').textContent = `RB-${number}${e.name ? ' ' + e.name : ''}`;
   $('desktop').classList.add('hidden');
   $('panel').classList.remove('hidden');
@@ -133,7 +133,8 @@ async function signIn(ev) {
   if (!res.ok) {
     let body = {};
     try { body = await res.json(); } catch { /* not JSON */ }
-    showError(body.number || 14);
+    // The gateway's own sentence carries details (how long to wait after too many attempts).
+    showError(body.number || 14, body.message);
     return;
   }
   ended = false;

@@ -1,12 +1,14 @@
 //! Who may sign in, and which workstation is theirs.
 //!
 //! The embedded default is a local store in SQLite: users with Argon2id password
-//! hashes, and a route table from user to workstation. The Active Directory backend
-//! will join it here, behind the same [`Directory`] answers.
+//! hashes, and a route table from user to workstation. With Active Directory ([`ad`]),
+//! the directory checks passwords, gives groups and the workstation; the local route
+//! table still overrides the workstation.
 //!
 //! INVARIANT: passwords are only ever held as [`zeroize::Zeroizing`] strings and
 //! stored as Argon2id hashes; no function here logs or returns them.
 
+pub mod ad;
 mod route;
 mod store;
 

@@ -49,6 +49,12 @@ pub struct Config {
     /// An HTTPS certificate and key (PEM); otherwise a self-signed one is made in `data_dir`.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// Where people sign in: the local store (default) or Active Directory.
+    #[serde(default)]
+    pub directory: Option<DirectorySettings>,
+    /// What sessions may do, by directory (or local) group; the first match applies.
+    #[serde(default)]
+    pub policies: Vec<rebond_policy::SessionPolicy>,
     /// How bounce workers are confined.
     #[serde(default)]
     pub worker: WorkerSettings,
@@ -58,6 +64,69 @@ pub struct Config {
     /// Routes declared here override the route table.
     #[serde(default)]
     pub routes: Vec<RouteEntry>,
+}
+
+/// Active Directory: people sign in with their domain account, their groups and
+/// workstation come from the directory (the route table still overrides).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// Only `active_directory` for now.
+    pub kind: DirectoryKind,
+    /// `ldaps://dc1.corp.example` (or `ldap://…`, then StartTLS), tried in order.
+    pub servers: Vec<String>,
+    /// The CA that issued the domain controllers' certificates (PEM).
+    pub ca_file: PathBuf,
+    /// NetBIOS domain (`CORP`), for `CORP\alice` and the workstation logon.
+    pub netbios_domain: String,
+    /// UPN suffix (`corp.example`), for `alice` and `alice@corp.example`.
+    pub upn_suffix: String,
+    /// Where people, groups and computers are (`DC=corp,DC=example`).
+    pub base_dn: String,
+    /// Only members of these groups (nested membership counts) may sign in.
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// The user attribute naming their workstation (a computer's DN, or a host name).
+    #[serde(default = "default_workstation_attribute")]
+    pub workstation_attribute: String,
+    /// The RDP port of directory-routed workstations.
+    #[serde(default = "default_rdp_port")]
+    pub workstation_port: u16,
+    /// The CA that issued the workstations' certificates (PEM)...
+    #[serde(default)]
+    pub workstation_ca_file: Option<PathBuf>,
+    /// ...or no verification of directory-routed workstations (logged as a warning).
+    #[serde(default)]
+    pub workstation_insecure_skip_verify: bool,
+    /// A service account (`svc-rebond@corp.example`) for `rebond check` and the lockout policy.
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// A file holding the service account's password (readable by the gateway only).
+    #[serde(default)]
+    pub service_password_file: Option<PathBuf>,
+    #[serde(default = "default_directory_connect_timeout")]
+    pub connect_timeout_seconds: u64,
+    #[serde(default = "default_directory_operation_timeout")]
+    pub operation_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryKind {
+    ActiveDirectory,
+}
+
+fn default_workstation_attribute() -> String {
+    "msTSPrimaryDesktop".into()
+}
+fn default_rdp_port() -> u16 {
+    3389
+}
+fn default_directory_connect_timeout() -> u64 {
+    5
+}
+fn default_directory_operation_timeout() -> u64 {
+    10
 }
 
 /// The confinement of bounce workers (each also confines itself: see `rebond_worker::sandbox`).
@@ -185,6 +254,23 @@ impl Config {
         }
         if !(256..=65536).contains(&self.worker.memory_mib) {
             return Err("worker.memory_mib must be between 256 and 65536".into());
+        }
+        if let Some(d) = &self.directory {
+            if d.servers.is_empty() {
+                return Err("directory.servers: name at least one domain controller (ldaps://…)".into());
+            }
+            if let Some(s) = d.servers.iter().find(|s| !(s.starts_with("ldaps://") || s.starts_with("ldap://"))) {
+                return Err(format!("directory.servers: {s:?} is not an ldaps:// or ldap:// address"));
+            }
+            if d.workstation_ca_file.is_some() == d.workstation_insecure_skip_verify {
+                return Err("directory: say exactly one of workstation_ca_file or workstation_insecure_skip_verify = true".into());
+            }
+            if d.service_account.is_some() != d.service_password_file.is_some() {
+                return Err("directory: service_account and service_password_file go together".into());
+            }
+            if !(1..=60).contains(&d.connect_timeout_seconds) || !(1..=120).contains(&d.operation_timeout_seconds) {
+                return Err("directory: connect_timeout_seconds must be 1-60 and operation_timeout_seconds 1-120".into());
+            }
         }
         for r in &self.routes {
             let ways = usize::from(r.ca_file.is_some()) + usize::from(r.pin_sha256.is_some()) + usize::from(r.insecure_skip_verify);

@@ -39,6 +39,32 @@ pub struct Gateway {
     run_id: String,
     /// Session watchers still running (each writes its final usage record on exit).
     watchers: std::sync::atomic::AtomicUsize,
+    /// Active Directory, when configured (otherwise the local store signs people in).
+    directory: Option<rebond_directory::ad::ActiveDirectory>,
+    /// Failed sign-ins by account and address, and the limits from the domain's lockout policy.
+    throttle: Mutex<(rebond_policy::SignInThrottle, rebond_policy::ThrottleLimits)>,
+}
+
+/// A person the directory accepted, with where they go.
+pub(crate) struct SignedIn {
+    /// Their name in Rebond (the local user, or the `sAMAccountName`).
+    pub user: String,
+    /// The domain the workstation logon uses (directory users).
+    pub domain: Option<String>,
+    pub groups: Vec<String>,
+    pub route: Option<Route>,
+}
+
+/// Why a sign-in was refused, and how long to wait when it was throttled.
+pub(crate) struct Refusal {
+    pub code: ErrorCode,
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl From<ErrorCode> for Refusal {
+    fn from(code: ErrorCode) -> Self {
+        Self { code, retry_after_seconds: None }
+    }
 }
 
 /// Input within this long counts the time as active, for metering.
@@ -82,6 +108,20 @@ impl Gateway {
         }
         let metrics = Arc::new(metrics::Metrics::default());
         let launch = worker_launch(&config, worker_exe)?;
+        let directory = match &config.directory {
+            Some(d) => Some(active_directory(d)?),
+            None => None,
+        };
+        let mut limits = rebond_policy::ThrottleLimits::lockout_unknown();
+        if let Some(ad) = directory.as_ref().filter(|ad| ad.settings().service_account.is_some()) {
+            match ad.lockout_policy().await {
+                Ok(lockout) => {
+                    limits = rebond_policy::ThrottleLimits::below(Some(lockout));
+                    info!(threshold = lockout.threshold, per_account = limits.per_account, "directory lockout policy read");
+                }
+                Err(error) => warn!(%error, "cannot read the directory's lockout policy yet; two failures per account until a sign-in reads it"),
+            }
+        }
         let state = match &config.database_url {
             Some(url) => rebond_state::State::connect_postgres(url).await.context("cannot reach the shared database (database_url)")?,
             None => rebond_state::State::open_sqlite(&config.data_dir.join("rebond.sqlite3")).context("cannot open the usage records")?,
@@ -99,6 +139,8 @@ impl Gateway {
             node,
             run_id: format!("{}.{}", unix_now(), std::process::id()),
             watchers: std::sync::atomic::AtomicUsize::new(0),
+            directory,
+            throttle: Mutex::new((rebond_policy::SignInThrottle::default(), limits)),
         }))
     }
 
@@ -107,9 +149,8 @@ impl Gateway {
     }
 
     /// Checks the password and finds the person's groups and route. Blocking (Argon2, SQLite).
-    fn directory_sign_in(&self, user: &str, password: &Zeroizing<String>) -> Result<(Vec<String>, Option<Route>), ErrorCode> {
-        let store = self.store.lock().unwrap();
-        let groups = match store.sign_in(user, password) {
+    fn local_sign_in(&self, user: &str, password: &Zeroizing<String>) -> Result<SignedIn, ErrorCode> {
+        let groups = match self.store.lock().unwrap().sign_in(user, password) {
             Ok(SignIn::Accepted { groups, .. }) => groups,
             Ok(SignIn::Refused) => return Err(ErrorCode::BadCredentials),
             Err(e) => {
@@ -117,6 +158,78 @@ impl Gateway {
                 return Err(ErrorCode::SignInUnavailable);
             }
         };
+        let route = self.route_override(user)?;
+        Ok(SignedIn { user: user.to_owned(), domain: None, groups, route })
+    }
+
+    /// Signs a person in against the directory (Active Directory or the local store).
+    pub(crate) async fn sign_in(self: &Arc<Self>, typed: &str, password: &Zeroizing<String>, from: std::net::IpAddr) -> Result<SignedIn, Refusal> {
+        if password.is_empty() {
+            return Err(ErrorCode::PasswordMissing.into());
+        }
+        let Some(ad) = &self.directory else {
+            let user = rebond_directory::normalize_user(typed);
+            if !rebond_directory::valid_user_name(&user) {
+                return Err(ErrorCode::BadCredentials.into());
+            }
+            let gw = self.clone();
+            let password = password.clone();
+            return tokio::task::spawn_blocking(move || gw.local_sign_in(&user, &password))
+                .await
+                .unwrap_or(Err(ErrorCode::SignInUnavailable))
+                .map_err(Refusal::from);
+        };
+        let settings = ad.settings();
+        let account_key = rebond_directory::ad::AccountName::parse(typed, &settings.netbios_domain, &settings.upn_suffix)
+            .map_or_else(|| rebond_directory::normalize_user(typed), |n| n.sam);
+        let now = unix_now().max(0) as u64;
+        {
+            let (throttle, limits) = &mut *self.throttle.lock().unwrap();
+            if let Err(wait) = throttle.check(limits, &account_key, from, now) {
+                warn!(user = %account_key, peer = %from, wait_seconds = wait, "sign-in throttled before the directory's lockout");
+                return Err(Refusal { code: ErrorCode::TooManyAttempts, retry_after_seconds: Some(wait) });
+            }
+        }
+        let account = match ad.sign_in(typed, password).await {
+            Ok(a) => a,
+            Err(code) => {
+                if code == ErrorCode::BadCredentials {
+                    self.throttle.lock().unwrap().0.failed(&account_key, from, now);
+                }
+                return Err(code.into());
+            }
+        };
+        {
+            let (throttle, limits) = &mut *self.throttle.lock().unwrap();
+            throttle.succeeded(&account.user);
+            if let Some(lockout) = account.lockout {
+                *limits = rebond_policy::ThrottleLimits::below(Some(lockout));
+            }
+        }
+        let route = match self.route_override(&account.user)? {
+            Some(r) => Some(r),
+            None => account.workstation.as_deref().map(|host| self.directory_route(host)).transpose()?,
+        };
+        Ok(SignedIn { user: account.user, domain: Some(settings.netbios_domain.clone()), groups: account.groups, route })
+    }
+
+    /// The route of a workstation named by the directory.
+    fn directory_route(&self, host: &str) -> Result<Route, ErrorCode> {
+        let d = self.config.directory.as_ref().expect("directory routes exist only with a directory");
+        let trust = match &d.workstation_ca_file {
+            Some(ca) => Trust::CaFile(ca.display().to_string()),
+            None => Trust::Insecure,
+        };
+        let valid = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+        if !valid {
+            warn!(%host, "the directory names a workstation that is not a host name");
+            return Err(ErrorCode::NoWorkstation);
+        }
+        Ok(Route { host: host.to_owned(), port: d.workstation_port, trust })
+    }
+
+    /// A route from the configuration or the route table, which override the directory.
+    fn route_override(&self, user: &str) -> Result<Option<Route>, ErrorCode> {
         if let Some(r) = self.config.routes.iter().find(|r| rebond_directory::normalize_user(&r.user) == user) {
             let trust = if let Some(ca) = &r.ca_file {
                 Trust::CaFile(ca.display().to_string())
@@ -125,12 +238,12 @@ impl Gateway {
             } else {
                 Trust::Insecure
             };
-            return Route::parse_url(&r.workstation, trust).map(|r| (groups, Some(r))).map_err(|e| {
+            return Route::parse_url(&r.workstation, trust).map(Some).map_err(|e| {
                 warn!(error = %e, %user, "invalid route in the configuration");
                 ErrorCode::NoWorkstation
             });
         }
-        store.route(user).map(|r| (groups, r)).map_err(|e| {
+        self.store.lock().unwrap().route(user).map_err(|e| {
             warn!(error = %e, %user, "cannot read the route table");
             ErrorCode::NoWorkstation
         })
@@ -140,6 +253,7 @@ impl Gateway {
     fn start_request(
         &self,
         user: &str,
+        domain: Option<&str>,
         password: &Zeroizing<String>,
         route: &Route,
         width: u16,
@@ -177,7 +291,7 @@ impl Gateway {
             trust,
             username: user,
             password: password.as_str(),
-            domain: None,
+            domain,
             width,
             height,
             keyboard_layout,
@@ -193,7 +307,9 @@ impl Gateway {
     pub(crate) async fn watch(self: Arc<Self>, session: Arc<sessions::Session>, workstation: String, groups: Vec<String>) {
         use std::time::Duration;
         self.watchers.fetch_add(1, Ordering::SeqCst);
-        let timeout = Duration::from_secs(self.config.idle_timeout_seconds);
+        // The person's policy (by group) may set its own idle timeout.
+        let policy = rebond_policy::policy_for(&self.config.policies, &groups);
+        let timeout = Duration::from_secs(policy.and_then(|p| p.idle_timeout_seconds).unwrap_or(self.config.idle_timeout_seconds));
         let warn_before = (timeout / 2).min(Duration::from_secs(60));
         let mut record = rebond_state::UsageRecord {
             session: format!("{}-{}-{}", self.node, self.run_id, session.id),
@@ -209,7 +325,11 @@ impl Gateway {
             bytes_from_browser: 0,
         };
         self.save_usage(&record).await;
-        let detail = serde_json::json!({ "session": record.session, "workstation": record.workstation });
+        let detail = serde_json::json!({
+            "session": record.session,
+            "workstation": record.workstation,
+            "policy": policy.map_or("default", |p| p.name.as_str()),
+        });
         write_audit(&self.state, &self.node, "session_start", &record.user, &detail).await;
         // The newest sign-in holds the person's session, on whichever node it happened.
         if let Err(error) = self.state.claim_session(&record.user, &record.session, &self.node, record.started_at).await {
@@ -356,6 +476,119 @@ impl Gateway {
         }
         info!("drained");
     }
+}
+
+/// `rebond check`: the directory connection, a user's groups, policy and route, and
+/// whether their workstation answers RDP with a trusted certificate. Returns whether all
+/// is well and the report, one finding per line, each problem with what to do.
+pub async fn check(config: &Config, user: Option<&str>) -> anyhow::Result<(bool, Vec<String>)> {
+    let mut report = Vec::new();
+    let store = open_store(&config.data_dir)?;
+    let gw = Gateway {
+        config: config.clone(),
+        store: Mutex::new(store),
+        sessions: sessions::Registry::new(
+            sessions::WorkerLaunch { exe: PathBuf::new(), account: None, memory_mib: config.worker.memory_mib },
+            Arc::new(metrics::Metrics::default()),
+        ),
+        draining: AtomicBool::new(false),
+        metrics: Arc::new(metrics::Metrics::default()),
+        state: rebond_state::State::open_sqlite(&config.data_dir.join("rebond.sqlite3"))?,
+        node: "check".into(),
+        run_id: String::new(),
+        watchers: std::sync::atomic::AtomicUsize::new(0),
+        directory: match &config.directory {
+            Some(d) => match active_directory(d) {
+                Ok(ad) => Some(ad),
+                Err(e) => {
+                    report.push(format!("FAIL  directory configuration: {e:#}"));
+                    return Ok((false, report));
+                }
+            },
+            None => None,
+        },
+        throttle: Mutex::new((rebond_policy::SignInThrottle::default(), rebond_policy::ThrottleLimits::lockout_unknown())),
+    };
+    let (mut ok, account) = match &gw.directory {
+        Some(ad) => ad.check(user, &mut report).await,
+        None => {
+            report.push("ok    directory: the local store (no [directory] configured)".into());
+            (true, None)
+        }
+    };
+    let Some(typed) = user else { return Ok((ok, report)) };
+    let (name, groups, directory_host) = match account {
+        Some(a) => (a.user, a.groups, a.workstation),
+        None if gw.directory.is_some() => return Ok((false, report)),
+        None => {
+            let name = rebond_directory::normalize_user(typed);
+            let groups = gw.store.lock().unwrap().groups(&name).unwrap_or_default();
+            (name, groups, None)
+        }
+    };
+    let policy = rebond_policy::policy_for(&config.policies, &groups);
+    report.push(format!("ok    policy: {}", policy.map_or("default (no policy names their groups)", |p| p.name.as_str())));
+    let route = match gw.route_override(&name) {
+        Ok(Some(r)) => Some((r, "the route table")),
+        Ok(None) => directory_host.as_deref().and_then(|h| gw.directory_route(h).ok()).map(|r| (r, "the directory")),
+        Err(_) => None,
+    };
+    let Some((route, from)) = route else {
+        report.push(format!("FAIL  no workstation for {name}: set one in the directory or with `rebond route set {name} rdp://HOST`"));
+        return Ok((false, report));
+    };
+    report.push(format!("ok    route (from {from}): {}", route.url()));
+    let trust = match &route.trust {
+        Trust::CaFile(path) => match std::fs::read(path) {
+            Ok(pem) => rebond_rdp::CertTrust::Ca(vec![pem]),
+            Err(e) => {
+                report.push(format!("FAIL  cannot read the workstation CA file {path}: {e}"));
+                return Ok((false, report));
+            }
+        },
+        Trust::Pinned(fp) => rebond_rdp::CertTrust::pinned(fp).unwrap_or(rebond_rdp::CertTrust::Pinned([0; 32])),
+        Trust::Insecure => rebond_rdp::CertTrust::InsecureAcceptAny,
+    };
+    match rebond_rdp::check_workstation(&route.host, route.port, trust, std::time::Duration::from_secs(10)).await {
+        Ok(der) => report.push(format!("ok    workstation answers RDP; certificate {} trusted", rebond_rdp::fingerprint_of_der(&der))),
+        Err(e) => {
+            ok = false;
+            report.push(format!("FAIL  workstation: {e}"));
+            report.push(match e.code() {
+                ErrorCode::WorkstationCertificateUntrusted => "      its certificate is not trusted: check workstation_ca_file (or the route's pin), and that the certificate names the host".into(),
+                _ => "      is it switched on, on the network, with remote desktop enabled, and port open from the gateway?".into(),
+            });
+        }
+    }
+    Ok((ok, report))
+}
+
+/// Opens the Active Directory described by the configuration.
+fn active_directory(d: &config::DirectorySettings) -> anyhow::Result<rebond_directory::ad::ActiveDirectory> {
+    let ca_pem = std::fs::read(&d.ca_file).with_context(|| format!("cannot read directory.ca_file {}", d.ca_file.display()))?;
+    let service_account = match (&d.service_account, &d.service_password_file) {
+        (Some(name), Some(file)) => {
+            let pw = std::fs::read_to_string(file).with_context(|| format!("cannot read directory.service_password_file {}", file.display()))?;
+            Some((name.clone(), Zeroizing::new(pw.trim_end_matches(['\n', '\r']).to_owned())))
+        }
+        _ => None,
+    };
+    if d.workstation_insecure_skip_verify {
+        warn!("directory-routed workstations are not verified (workstation_insecure_skip_verify)");
+    }
+    let settings = rebond_directory::ad::AdSettings {
+        servers: d.servers.clone(),
+        ca_pem,
+        netbios_domain: d.netbios_domain.clone(),
+        upn_suffix: d.upn_suffix.clone(),
+        base_dn: d.base_dn.clone(),
+        allowed_groups: d.allowed_groups.clone(),
+        workstation_attribute: d.workstation_attribute.clone(),
+        service_account,
+        connect_timeout: std::time::Duration::from_secs(d.connect_timeout_seconds),
+        operation_timeout: std::time::Duration::from_secs(d.operation_timeout_seconds),
+    };
+    rebond_directory::ad::ActiveDirectory::new(settings).context("directory.ca_file")
 }
 
 /// Who workers run as: the configured account, `nobody` for a gateway running as

@@ -114,6 +114,19 @@ fn refusal(status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A throttled sign-in: the wait in the body (for the page's sentence) and in `Retry-After`.
+fn with_retry_after(response: Response, code: ErrorCode, wait: u64, lang: Lang) -> Response {
+    let minutes = wait.div_ceil(60).max(1);
+    let body = serde_json::json!({
+        "code": code.name(),
+        "number": code as u16,
+        "message": code.sentence(lang).replace("{minutes}", &minutes.to_string()),
+        "retry_after_seconds": wait,
+    });
+    let status = response.status();
+    (status, [(header::RETRY_AFTER, wait.to_string())], Json(body)).into_response()
+}
+
 /// Browsers send `Origin` on every POST and WebSocket; it must be us (CSRF,
 /// cross-site WebSocket hijacking). Non-browser clients send none.
 fn same_origin(headers: &HeaderMap) -> bool {
@@ -142,6 +155,9 @@ struct SignInRequest {
     width: u16,
     #[serde(default = "default_height")]
     height: u16,
+    /// The page never names a host; a request that does must name the person's own route.
+    #[serde(default)]
+    workstation: Option<String>,
 }
 
 fn default_width() -> u16 {
@@ -177,35 +193,39 @@ async fn sign_in(
     if gw.is_draining() {
         return refused(&gw, Attempt { user: "", peer }, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::GatewayShuttingDown, lang);
     }
-    let user = rebond_directory::normalize_user(&req.user);
-    if req.password.is_empty() || !rebond_directory::valid_user_name(&user) {
-        info!(%peer, outcome = %ErrorCode::BadCredentials, "sign-in refused");
-        return refused(&gw, Attempt { user: &user, peer }, StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, lang);
+    let typed = rebond_directory::normalize_user(&req.user);
+    let signed_in = match gw.sign_in(&req.user, &req.password, peer.ip()).await {
+        Ok(s) => s,
+        Err(refusal) => {
+            info!(%peer, user = %typed, outcome = %refusal.code, "sign-in refused");
+            let status = match refusal.code {
+                ErrorCode::BadCredentials | ErrorCode::PasswordMissing => StatusCode::UNAUTHORIZED,
+                ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::SignInUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            let mut response = refused(&gw, Attempt { user: &typed, peer }, status, refusal.code, lang);
+            if let Some(wait) = refusal.retry_after_seconds {
+                response = with_retry_after(response, refusal.code, wait, lang);
+            }
+            return response;
+        }
+    };
+    let crate::SignedIn { user, domain, groups, route } = signed_in;
+    let Some(route) = route else {
+        info!(%peer, %user, outcome = %ErrorCode::NoWorkstation, "sign-in refused");
+        return refused(&gw, Attempt { user: &user, peer }, StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
+    };
+    // The gateway decides where a person goes; a page asking for another host is refused.
+    if let Some(asked) = req.workstation.as_deref().filter(|asked| *asked != route.url()) {
+        warn!(%peer, %user, asked, "sign-in refused: asked for a workstation that is not theirs");
+        gw.audit("route_violation", &user, serde_json::json!({ "asked": asked, "peer": peer.to_string() }));
+        return refused(&gw, Attempt { user: &user, peer }, StatusCode::FORBIDDEN, ErrorCode::WorkstationNotYours, lang);
     }
-    let verdict = {
-        let gw = gw.clone();
-        let (user, password) = (user.clone(), req.password.clone());
-        tokio::task::spawn_blocking(move || gw.directory_sign_in(&user, &password)).await
-    };
-    let (groups, route) = match verdict {
-        Ok(Ok((groups, Some(route)))) => (groups, route),
-        Ok(Ok((_, None))) => {
-            info!(%peer, %user, outcome = %ErrorCode::NoWorkstation, "sign-in refused");
-            return refused(&gw, Attempt { user: &user, peer }, StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
-        }
-        Ok(Err(code)) => {
-            info!(%peer, %user, outcome = %code, "sign-in refused");
-            let status = if code == ErrorCode::BadCredentials { StatusCode::UNAUTHORIZED } else { StatusCode::SERVICE_UNAVAILABLE };
-            return refused(&gw, Attempt { user: &user, peer }, status, code, lang);
-        }
-        Err(_) => {
-            return refused(&gw, Attempt { user: &user, peer }, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SignInUnavailable, lang)
-        }
-    };
 
     let token = crate::new_token();
     let layout = rebond_rdp_layout(&req.language);
-    let start = || gw.start_request(&user, &req.password, &route, req.width, req.height, layout);
+    let start = || gw.start_request(&user, domain.as_deref(), &req.password, &route, req.width, req.height, layout);
     match gw.sessions.admit(&user, hash_token(&token), gw.config.max_sessions, start) {
         Ok(Admission::Started(s)) => {
             info!(%peer, %user, session = s.id, workstation = %route.url(), "signed in");

@@ -7,8 +7,12 @@
 //!
 //! INVARIANT: the only way up from the browser is a decoded, checked [`Input`].
 
+mod session_policy;
+mod throttle;
 mod typing;
 
+pub use session_policy::{policy_for, SessionPolicy};
+pub use throttle::{LockoutPolicy, SignInThrottle, ThrottleLimits};
 pub use typing::{is_character_key, Typing, TypingGuard, TypingPolicy, MAX_KEYS_PER_SECOND, WINDOW};
 
 use rebond_wire::{Button, DecodeError, Uplink};

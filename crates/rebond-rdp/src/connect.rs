@@ -280,10 +280,16 @@ impl ironrdp_tokio::NetworkClient for RefuseNetwork {
 /// Fetches the certificate a workstation presents (DER), without authenticating:
 /// for an administrator who wants to pin it (`rebond route fingerprint`).
 pub async fn fetch_certificate(host: &str, port: u16, timeout: Duration) -> Result<Vec<u8>, ConnectError> {
+    check_workstation(host, port, CertTrust::InsecureAcceptAny, timeout).await
+}
+
+/// Checks that a workstation answers RDP and that its certificate passes `trust`
+/// (the TLS handshake, no logon); returns its certificate (DER).
+pub async fn check_workstation(host: &str, port: u16, trust: CertTrust, timeout: Duration) -> Result<Vec<u8>, ConnectError> {
     let req = ConnectRequest {
         host: host.to_owned(),
         port,
-        trust: CertTrust::InsecureAcceptAny,
+        trust,
         username: String::new(),
         password: Zeroizing::new(String::new()),
         domain: None,

@@ -13,7 +13,7 @@ mod connect;
 mod session;
 mod trust;
 
-pub use connect::{client_connector, connect, connector_config, fetch_certificate, ConnectError, ConnectRequest, Connected, WorkstationFramed};
+pub use connect::{client_connector, connect, connector_config, fetch_certificate, check_workstation, ConnectError, ConnectRequest, Connected, WorkstationFramed};
 pub use session::{Session, SessionEvent};
 pub use trust::{fingerprint_of_der, CertTrust, TrustError};
 

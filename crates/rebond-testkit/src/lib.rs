@@ -1,14 +1,17 @@
 //! The real servers the tests and the demo run against, started and stopped here
 //! and nowhere else: workstations (FreeRDP's shadow server on Xvfb, xrdp with an
-//! Xorg session), Linux accounts, the gateway itself, and headless Chromium.
+//! Xorg session), Linux accounts, Samba as Active Directory, the gateway itself, and
+//! headless Chromium.
 //!
 //! Internal tier: never an API. Every process started here is owned by a guard
 //! that kills it (by PID) when dropped; nothing started by anyone else is touched.
 
 pub mod browser;
 pub mod database;
+pub mod directory;
 pub mod gateway;
 pub mod network;
+pub mod pki;
 mod procs;
 pub mod workstation;
 

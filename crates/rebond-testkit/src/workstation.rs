@@ -89,6 +89,17 @@ pub enum Security {
     Tls,
     /// NLA (CredSSP, NTLM) against a SAM file with this one account.
     Nla { user: String, password: String },
+    /// NLA with a domain account (`DOMAIN\user`), as a domain-joined PC.
+    NlaInDomain { domain: String, user: String, password: String },
+}
+
+/// How a shadow workstation listens and proves who it is.
+#[derive(Debug, Default, Clone)]
+pub struct ShadowOptions {
+    /// Its port (default: a free one).
+    pub port: Option<u16>,
+    /// Its certificate and key (default: FreeRDP's own self-signed one).
+    pub certificate: Option<(PathBuf, PathBuf)>,
 }
 
 /// FreeRDP's shadow server on its own Xvfb display.
@@ -113,19 +124,37 @@ impl Shadow {
 
     /// A shadow workstation on `host`, listening on its address.
     pub fn start_on(host: &Host, security: Security, owner: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(host, security, owner, ShadowOptions::default())
+    }
+
+    /// A shadow workstation with a chosen port and certificate.
+    pub fn start_with(host: &Host, security: Security, owner: Option<&str>, options: ShadowOptions) -> anyhow::Result<Self> {
         let dir = temp_dir("shadow");
         let display = Display::start_on(host, 1280, 800, &dir, owner)?;
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let mut cmd = host.command("freerdp-shadow-cli");
+        if let Some((crt, key)) = &options.certificate {
+            // FreeRDP's shadow server reads $XDG_CONFIG_HOME/freerdp/shadow/shadow.{crt,key}.
+            let config = dir.join("config/freerdp/shadow");
+            std::fs::create_dir_all(&config)?;
+            std::fs::copy(crt, config.join("shadow.crt"))?;
+            std::fs::copy(key, config.join("shadow.key"))?;
+            cmd.env("XDG_CONFIG_HOME", dir.join("config"));
+        }
         cmd.env("DISPLAY", format!(":{}", display.number))
             .arg(format!("/bind-address:{}", host.ip))
             .arg(format!("/port:{port}"));
-        match security {
+        match &security {
             Security::Tls => {
                 cmd.arg("/sec:tls");
             }
-            Security::Nla { user, password } => {
-                let line = Command::new("winpr-hash").args(["-u", &user, "-p", &password, "-f", "sam"]).output()?;
+            Security::Nla { user, password } | Security::NlaInDomain { user, password, .. } => {
+                let mut hash = Command::new("winpr-hash");
+                hash.args(["-u", &user, "-p", &password, "-f", "sam"]);
+                if let Security::NlaInDomain { domain, .. } = &security {
+                    hash.args(["-d", domain]);
+                }
+                let line = hash.output()?;
                 anyhow::ensure!(line.status.success(), "winpr-hash failed");
                 let sam = dir.join("sam");
                 std::fs::write(&sam, &line.stdout)?;
@@ -236,17 +265,7 @@ fn xrdp_ini(template: &str, port: u16, dir: &Path) -> String {
 
 /// A test CA and a leaf certificate for 127.0.0.1 (IP SAN, CA:FALSE, as rustls requires).
 fn issue_certificate(dir: &Path) -> anyhow::Result<PathBuf> {
-    let run = |args: &[&str]| -> anyhow::Result<()> {
-        let out = Command::new("openssl").args(args).current_dir(dir).output()?;
-        anyhow::ensure!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(())
-    };
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Rebond Test CA"])?;
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "xrdp.key", "-out", "xrdp.csr", "-subj", "/CN=127.0.0.1"])?;
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )?;
-    run(&["x509", "-req", "-in", "xrdp.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "xrdp.crt", "-days", "2", "-extfile", "ext.cnf"])?;
-    Ok(dir.join("ca.pem"))
+    let ca = crate::pki::TestCa::create(dir, "Rebond Test CA")?;
+    ca.issue("xrdp", &["IP:127.0.0.1"])?;
+    Ok(ca.ca_file)
 }

@@ -155,6 +155,50 @@ pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
             en: "Your desktop is open in another window. Use that window, or sign in here to move the desktop to this one.",
             fr: "Votre bureau est ouvert dans une autre fenêtre. Utilisez cette fenêtre, ou reconnectez-vous ici pour y déplacer le bureau.",
         },
+        ErrorCode::AccountDisabled => Text {
+            en: "Your account is disabled. Contact your IT support.",
+            fr: "Votre compte est désactivé. Contactez votre support informatique.",
+        },
+        ErrorCode::AccountExpired => Text {
+            en: "Your account has expired. Contact your IT support.",
+            fr: "Votre compte a expiré. Contactez votre support informatique.",
+        },
+        ErrorCode::AccountLocked => Text {
+            en: "Your account is locked after too many wrong passwords. Wait for it to unlock, or contact your IT support.",
+            fr: "Votre compte est verrouillé après trop de mots de passe erronés. Attendez son déverrouillage, ou contactez votre support informatique.",
+        },
+        ErrorCode::PasswordExpired => Text {
+            en: "Your password has expired. Change it from an office computer, or ask your IT support, then sign in again.",
+            fr: "Votre mot de passe a expiré. Changez-le depuis un ordinateur du bureau, ou demandez à votre support informatique, puis reconnectez-vous.",
+        },
+        ErrorCode::PasswordMustChange => Text {
+            en: "You must change your password before you can sign in. Change it from an office computer, or ask your IT support.",
+            fr: "Vous devez changer votre mot de passe avant de vous connecter. Changez-le depuis un ordinateur du bureau, ou demandez à votre support informatique.",
+        },
+        ErrorCode::NotFromThisComputer => Text {
+            en: "Your account may not sign in through this gateway (it is limited to certain computers). Contact your IT support.",
+            fr: "Votre compte ne peut pas se connecter par cette passerelle (il est limité à certains ordinateurs). Contactez votre support informatique.",
+        },
+        ErrorCode::OutsideLogonHours => Text {
+            en: "Your account may not sign in at this time of day. Try again during your allowed hours.",
+            fr: "Votre compte ne peut pas se connecter à cette heure-ci. Réessayez pendant vos horaires autorisés.",
+        },
+        ErrorCode::NotInAllowedGroup => Text {
+            en: "Your account is not allowed to use remote access. Ask your IT support to add you to the right group.",
+            fr: "Votre compte n'est pas autorisé à utiliser l'accès à distance. Demandez à votre support informatique de vous ajouter au bon groupe.",
+        },
+        ErrorCode::TooManyAttempts => Text {
+            en: "Too many sign-in attempts. Wait {minutes} minutes before trying again.",
+            fr: "Trop de tentatives de connexion. Attendez {minutes} minutes avant de réessayer.",
+        },
+        ErrorCode::PasswordMissing => Text {
+            en: "Type your password.",
+            fr: "Saisissez votre mot de passe.",
+        },
+        ErrorCode::WorkstationNotYours => Text {
+            en: "You can only reach your own workstation. This attempt was recorded.",
+            fr: "Vous ne pouvez joindre que votre propre poste de travail. Cette tentative a été enregistrée.",
+        },
         ErrorCode::SignedOut => Text {
             en: "You are signed out.",
             fr: "Vous êtes déconnecté.",

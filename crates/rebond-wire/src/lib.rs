@@ -99,10 +99,21 @@ pub enum ErrorCode {
     InjectedTyping = 17,
     SignInUnavailable = 18,
     SessionOpenElsewhere = 19,
+    AccountDisabled = 20,
+    AccountExpired = 21,
+    AccountLocked = 22,
+    PasswordExpired = 23,
+    PasswordMustChange = 24,
+    NotFromThisComputer = 25,
+    OutsideLogonHours = 26,
+    NotInAllowedGroup = 27,
+    TooManyAttempts = 28,
+    PasswordMissing = 29,
+    WorkstationNotYours = 30,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::BadCredentials,
         ErrorCode::WorkstationUnreachable,
         ErrorCode::WorkstationRefusedCredentials,
@@ -122,6 +133,17 @@ impl ErrorCode {
         ErrorCode::InjectedTyping,
         ErrorCode::SignInUnavailable,
         ErrorCode::SessionOpenElsewhere,
+        ErrorCode::AccountDisabled,
+        ErrorCode::AccountExpired,
+        ErrorCode::AccountLocked,
+        ErrorCode::PasswordExpired,
+        ErrorCode::PasswordMustChange,
+        ErrorCode::NotFromThisComputer,
+        ErrorCode::OutsideLogonHours,
+        ErrorCode::NotInAllowedGroup,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::PasswordMissing,
+        ErrorCode::WorkstationNotYours,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -150,6 +172,17 @@ impl ErrorCode {
             ErrorCode::InjectedTyping => "injected_typing",
             ErrorCode::SignInUnavailable => "sign_in_unavailable",
             ErrorCode::SessionOpenElsewhere => "session_open_elsewhere",
+            ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::AccountExpired => "account_expired",
+            ErrorCode::AccountLocked => "account_locked",
+            ErrorCode::PasswordExpired => "password_expired",
+            ErrorCode::PasswordMustChange => "password_must_change",
+            ErrorCode::NotFromThisComputer => "not_allowed_from_this_computer",
+            ErrorCode::OutsideLogonHours => "outside_logon_hours",
+            ErrorCode::NotInAllowedGroup => "not_in_allowed_group",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::PasswordMissing => "password_missing",
+            ErrorCode::WorkstationNotYours => "workstation_not_yours",
         }
     }
 

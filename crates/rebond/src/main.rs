@@ -71,6 +71,18 @@ enum Command {
     Route(RouteCommand),
     /// Sign in like a browser, receive the desktop, and report figures.
     Probe(ProbeArgs),
+    /// Check the directory, a user's groups, policy and route, and that their
+    /// workstation answers: what to run when someone says "it doesn't work".
+    Check {
+        /// The gateway's TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+        /// The user to check (as they type it: alice, alice@corp.example, CORP\alice).
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// The bounce worker (started by the gateway, one per session).
     #[command(hide = true)]
     Worker {
@@ -273,6 +285,18 @@ fn init_logging(quiet: bool) {
     }
 }
 
+/// The configuration file (or the embedded defaults); `--data` overrides its data folder.
+fn load_config(config: Option<&std::path::Path>, data: &DataDir) -> anyhow::Result<Config> {
+    let mut cfg = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if data.dir.is_some() || config.is_none() {
+        cfg.data_dir = data.path();
+    }
+    Ok(cfg)
+}
+
 /// The shared records: the cluster's database, or the data folder's.
 async fn open_state(database_url: Option<String>, data: &std::path::Path) -> anyhow::Result<rebond_state::State> {
     Ok(match database_url {
@@ -312,19 +336,22 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match command {
         Command::Serve { config, data, listen } => {
-            let mut cfg = match &config {
-                Some(path) => Config::load(path)?,
-                None => Config::default(),
-            };
-            if data.dir.is_some() || config.is_none() {
-                cfg.data_dir = data.path();
-            }
+            let mut cfg = load_config(config.as_deref(), &data)?;
             if let Some(l) = listen {
                 cfg.listen = l;
             }
             let exe = std::env::current_exe().context("cannot find the rebond executable for the workers")?;
             let gw = rebond_gateway::Gateway::new(cfg, exe).await?;
             gw.serve().await?;
+        }
+        Command::Check { config, data, user } => {
+            let cfg = load_config(config.as_deref(), &data)?;
+            let (ok, report) = rebond_gateway::check(&cfg, user.as_deref()).await?;
+            for line in report {
+                println!("{line}");
+            }
+            println!("{}", if ok { "all checks passed" } else { "some checks failed: see FAIL above" });
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Drain { data, wait } => {
             let pid_file = data.path().join("rebond.pid");

@@ -2,6 +2,7 @@
 //! shadow server, xrdp), the probe, and headless Chromium. `scripts/test` installs
 //! the packages; the tests start and stop every server themselves.
 
+mod active_directory;
 mod audit;
 mod browser;
 mod cluster;

@@ -11,9 +11,13 @@ async fn wrong_password_unknown_user_and_empty_password() {
     let gw = gateway();
     gw.add_user("alice", "right-password").unwrap();
     gw.cli(&["route", "set", "alice", "rdp://127.0.0.1:9", "--insecure-skip-verify"], None).unwrap();
-    for (user, pw) in [("alice", "wrong-password"), ("nobody", "right-password"), ("alice", "")] {
+    for (user, pw, code) in [
+        ("alice", "wrong-password", "bad_credentials"),
+        ("nobody", "right-password", "bad_credentials"),
+        ("alice", "", "password_missing"),
+    ] {
         let (report, _) = probe(&gw, user, pw, None, 1).await;
-        assert_eq!(error_code(&report), Some("bad_credentials"), "{user}/{pw:?}: {report:?}");
+        assert_eq!(error_code(&report), Some(code), "{user}/{pw:?}: {report:?}");
         assert!(!report.signed_in);
     }
     // The same refusal through the CLI, as an administrator sees it.
