@@ -422,6 +422,7 @@ impl Gateway {
     /// Serves until SIGTERM or Ctrl-C, then drains: no new sessions, pages told,
     /// sessions given until the deadline to end, the rest closed politely.
     pub async fn serve(self: Arc<Self>) -> anyhow::Result<()> {
+        no_core_dumps();
         let (tls, fingerprint) = tls::server_config(self.config.tls.as_ref(), &self.config.data_dir)?;
         let listen = self.config.listen;
         let handle = axum_server::Handle::new();
@@ -561,6 +562,17 @@ pub async fn check(config: &Config, user: Option<&str>) -> anyhow::Result<(bool,
         }
     }
     Ok((ok, report))
+}
+
+/// Sign-in passwords pass through this process: a crash must not write them to a core
+/// file, and other processes of the same user must not read its memory.
+fn no_core_dumps() {
+    let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscalls on this process with valid arguments.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) == 0 && libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 };
+    if !ok {
+        warn!(error = %std::io::Error::last_os_error(), "cannot turn off core dumps");
+    }
 }
 
 /// Opens the Active Directory described by the configuration.

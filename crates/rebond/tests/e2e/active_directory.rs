@@ -108,6 +108,13 @@ async fn every_directory_refusal_has_its_code_and_the_throttle_stops_before_lock
     assert!(directory_accepts(&samba, "ivan", PASSWORD), "the gateway locked ivan out");
     assert!(gw.log_text().contains("sign-in throttled"));
 
+    // StartTLS on 389 reaches the directory as LDAPS does (carol's own refusal proves the bind).
+    let starttls = gateway_with(
+        &samba.gateway_config(&["Rebond Users"], 3389, &ca.ca_file).replace(&format!("ldaps://{}:636", samba.ip), &format!("ldap://{}:389", samba.ip)),
+    );
+    let (report, _) = probe(&starttls, "carol", PASSWORD, None, 1).await;
+    assert_eq!(error_code(&report), Some("account_disabled"), "StartTLS reaches the directory: {report:?}");
+
     // A directory that does not answer is "unavailable", never "wrong password".
     let down = gateway_with(
         &samba.gateway_config(&["Rebond Users"], 3389, &ca.ca_file).replace(&format!("ldaps://{}:636", samba.ip), "ldaps://127.0.0.9:636"),
