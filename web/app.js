@@ -218,7 +218,7 @@ function onMessage(ev) {
     case D.HELLO:
       break;
     case D.STATUS:
-      if (!everConnected) showProgress(`stage_${data[1]}`, data[1]);
+      if (!everConnected) showProgress(`stage_${data[1]}`, data[1] === 5 ? 0 : data[1]);
       break;
     case D.SIZE: {
       desktopW = view.getUint16(1, true);

@@ -12,7 +12,7 @@ pub mod ad;
 mod route;
 mod store;
 
-pub use route::{Route, RouteError, Trust};
+pub use route::{Route, RouteError, Trust, Wake};
 pub use store::{hash_password, Store, StoreError};
 
 /// The outcome of a sign-in attempt against the directory.

@@ -51,6 +51,55 @@ pub struct Route {
     pub host: String,
     pub port: u16,
     pub trust: Trust,
+    /// Wake-on-LAN, for a workstation that may be asleep.
+    pub wake: Option<Wake>,
+}
+
+/// How to wake a sleeping workstation: its network card's address, and where the
+/// magic packet goes (the office subnet's broadcast address, or a relay), UDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wake {
+    pub mac: [u8; 6],
+    pub address: std::net::SocketAddr,
+}
+
+impl Wake {
+    /// The default destination: the limited broadcast, port 9 (discard).
+    pub const DEFAULT_ADDRESS: &'static str = "255.255.255.255:9";
+
+    /// `AA:BB:CC:DD:EE:FF` (or with `-`), and `IP:PORT` (default [`Self::DEFAULT_ADDRESS`]).
+    pub fn parse(mac: &str, address: Option<&str>) -> Result<Self, RouteError> {
+        let bad = || RouteError::Mac(mac.to_owned());
+        let parts: Vec<&str> = mac.trim().split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut bytes = [0u8; 6];
+        for (b, p) in bytes.iter_mut().zip(parts) {
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        let address = address.unwrap_or(Self::DEFAULT_ADDRESS);
+        let address = address.parse().map_err(|_| RouteError::WakeAddress(address.to_owned()))?;
+        Ok(Self { mac: bytes, address })
+    }
+
+    pub fn mac_text(&self) -> String {
+        self.mac.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    }
+
+    /// The magic packet: six 0xFF bytes, then the MAC sixteen times.
+    pub fn magic_packet(&self) -> [u8; 102] {
+        let mut p = [0xFF; 102];
+        for chunk in p[6..].chunks_mut(6) {
+            chunk.copy_from_slice(&self.mac);
+        }
+        p
+    }
+
+    /// Whether `packet` is the magic packet for this card.
+    pub fn is_magic_packet_for(mac: &[u8; 6], packet: &[u8]) -> bool {
+        packet.len() >= 102 && packet[..6] == [0xFF; 6] && packet[6..102].chunks(6).all(|c| c == mac)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +110,10 @@ pub enum RouteError {
     Fingerprint(String),
     #[error("unknown trust kind {0:?}: expected ca, pin or insecure")]
     TrustKind(String),
+    #[error("invalid MAC address {0:?}: expected six hexadecimal pairs, AA:BB:CC:DD:EE:FF")]
+    Mac(String),
+    #[error("invalid wake-on-LAN address {0:?}: expected IP:PORT, for example 10.1.255.255:9")]
+    WakeAddress(String),
 }
 
 impl Route {
@@ -88,7 +141,7 @@ impl Route {
         if !host_ok || port == 0 {
             return Err(err());
         }
-        Ok(Route { host, port, trust })
+        Ok(Route { host, port, trust, wake: None })
     }
 
     pub fn url(&self) -> String {
@@ -103,10 +156,13 @@ impl Route {
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (trust: {}", self.url(), self.trust.kind())?;
-        match &self.trust {
-            Trust::Insecure => f.write_str(")"),
-            t => write!(f, " {})", t.value()),
+        if !matches!(self.trust, Trust::Insecure) {
+            write!(f, " {}", self.trust.value())?;
         }
+        if let Some(w) = &self.wake {
+            write!(f, "; wake-on-LAN {} via {}", w.mac_text(), w.address)?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -124,6 +180,21 @@ mod tests {
         for bad in ["http://x", "rdp://", "rdp://x:0", "rdp://x:99999", "rdp://a b", "rdp://x/../y"] {
             assert!(Route::parse_url(bad, Trust::Insecure).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn wake_on_lan() {
+        let w = Wake::parse("00:1a:2B:3c:4d:5E", None).unwrap();
+        assert_eq!(w.mac_text(), "00:1A:2B:3C:4D:5E");
+        assert_eq!(w.address.to_string(), "255.255.255.255:9");
+        let p = w.magic_packet();
+        assert!(Wake::is_magic_packet_for(&w.mac, &p));
+        assert!(!Wake::is_magic_packet_for(&[0; 6], &p));
+        assert_eq!(Wake::parse("00-1a-2b-3c-4d-5e", Some("10.1.255.255:7")).unwrap().address.port(), 7);
+        for bad in ["00:1a:2b:3c:4d", "zz:1a:2b:3c:4d:5e", "001a2b3c4d5e"] {
+            assert!(Wake::parse(bad, None).is_err(), "{bad}");
+        }
+        assert!(Wake::parse("00:1a:2b:3c:4d:5e", Some("broadcast")).is_err());
     }
 
     #[test]

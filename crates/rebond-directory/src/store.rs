@@ -7,7 +7,7 @@ use argon2::Argon2;
 use rusqlite::{params, Connection, OptionalExtension as _};
 use zeroize::Zeroizing;
 
-use crate::{normalize_user, valid_user_name, Route, RouteError, SignIn, Trust};
+use crate::{normalize_user, valid_user_name, Route, RouteError, SignIn, Trust, Wake};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,12 +61,14 @@ impl Store {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
+        add_wake_columns(&db)?;
         Self::with(db)
     }
 
     pub fn in_memory() -> Result<Self, StoreError> {
         let db = Connection::open_in_memory()?;
         db.execute_batch(SCHEMA)?;
+        add_wake_columns(&db)?;
         Self::with(db)
     }
 
@@ -164,11 +166,16 @@ impl Store {
         if !valid_user_name(user) {
             return Err(StoreError::UserName(user.to_owned()));
         }
+        let (mac, address) = match &route.wake {
+            Some(w) => (Some(w.mac_text()), Some(w.address.to_string())),
+            None => (None, None),
+        };
         self.db.execute(
-            "INSERT INTO routes (user, host, port, trust_kind, trust_value) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO routes (user, host, port, trust_kind, trust_value, wake_mac, wake_address) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(user) DO UPDATE SET host = excluded.host, port = excluded.port,
-               trust_kind = excluded.trust_kind, trust_value = excluded.trust_value, updated_at = datetime('now')",
-            params![normalize_user(user), route.host, route.port, route.trust.kind(), route.trust.value()],
+               trust_kind = excluded.trust_kind, trust_value = excluded.trust_value,
+               wake_mac = excluded.wake_mac, wake_address = excluded.wake_address, updated_at = datetime('now')",
+            params![normalize_user(user), route.host, route.port, route.trust.kind(), route.trust.value(), mac, address],
         )?;
         Ok(())
     }
@@ -178,30 +185,39 @@ impl Store {
     }
 
     pub fn route(&self, user: &str) -> Result<Option<Route>, StoreError> {
-        let row: Option<(String, u16, String, String)> = self
-            .db
-            .query_row(
-                "SELECT host, port, trust_kind, trust_value FROM routes WHERE user = ?1",
-                params![normalize_user(user)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        row.map(|(host, port, kind, value)| Ok(Route { host, port, trust: Trust::from_parts(&kind, &value)? }))
-            .transpose()
+        Ok(self.routes_where(Some(&normalize_user(user)))?.into_iter().next().map(|(_, r)| r))
     }
 
     pub fn routes(&self) -> Result<Vec<(String, Route)>, StoreError> {
-        let mut stmt = self.db.prepare("SELECT user, host, port, trust_kind, trust_value FROM routes ORDER BY user")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u16>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+        self.routes_where(None)
+    }
+
+    fn routes_where(&self, user: Option<&str>) -> Result<Vec<(String, Route)>, StoreError> {
+        let mut stmt = self.db.prepare(
+            "SELECT user, host, port, trust_kind, trust_value, wake_mac, wake_address FROM routes
+             WHERE ?1 IS NULL OR user = ?1 ORDER BY user",
+        )?;
+        type Row = (String, String, u16, String, String, Option<String>, Option<String>);
+        let rows = stmt.query_map(params![user], |r| -> rusqlite::Result<Row> {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (user, host, port, kind, value) = row?;
-            out.push((user, Route { host, port, trust: Trust::from_parts(&kind, &value)? }));
+            let (user, host, port, kind, value, mac, address) = row?;
+            let wake = mac.map(|m| Wake::parse(&m, address.as_deref())).transpose()?;
+            out.push((user, Route { host, port, trust: Trust::from_parts(&kind, &value)?, wake }));
         }
         Ok(out)
     }
+}
+
+/// Stores made before Wake-on-LAN lack its columns.
+fn add_wake_columns(db: &Connection) -> Result<(), StoreError> {
+    let has: bool = db.query_row("SELECT COUNT(*) FROM pragma_table_info('routes') WHERE name = 'wake_mac'", [], |r| r.get::<_, i64>(0))? > 0;
+    if !has {
+        db.execute_batch("ALTER TABLE routes ADD COLUMN wake_mac TEXT; ALTER TABLE routes ADD COLUMN wake_address TEXT;")?;
+    }
+    Ok(())
 }
 
 /// An Argon2id hash in PHC form.

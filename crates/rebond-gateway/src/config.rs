@@ -36,6 +36,9 @@ pub struct Config {
     /// How long to wait for a workstation to answer.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_seconds: u64,
+    /// How long to wait for a sleeping workstation to answer after waking it.
+    #[serde(default = "default_wake_timeout")]
+    pub wake_timeout_seconds: u64,
     /// Send every region losslessly (no JPEG).
     #[serde(default)]
     pub lossless_only: bool,
@@ -179,6 +182,12 @@ pub struct RouteEntry {
     /// Accept any certificate (logged as a warning).
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Wake-on-LAN: the workstation's MAC address...
+    #[serde(default)]
+    pub wake_mac: Option<String>,
+    /// ...and where the magic packet goes (default `255.255.255.255:9`).
+    #[serde(default)]
+    pub wake_address: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -201,6 +210,9 @@ fn default_drain_deadline() -> u64 {
 }
 fn default_connect_timeout() -> u64 {
     10
+}
+fn default_wake_timeout() -> u64 {
+    120
 }
 fn default_worker_memory() -> u64 {
     1024
@@ -272,7 +284,15 @@ impl Config {
                 return Err("directory: connect_timeout_seconds must be 1-60 and operation_timeout_seconds 1-120".into());
             }
         }
+        if !(5..=900).contains(&self.wake_timeout_seconds) {
+            return Err("wake_timeout_seconds must be between 5 and 900".into());
+        }
         for r in &self.routes {
+            if let Some(mac) = &r.wake_mac {
+                rebond_directory::Wake::parse(mac, r.wake_address.as_deref()).map_err(|e| format!("route for {:?}: {e}", r.user))?;
+            } else if r.wake_address.is_some() {
+                return Err(format!("route for {:?}: wake_address needs wake_mac", r.user));
+            }
             let ways = usize::from(r.ca_file.is_some()) + usize::from(r.pin_sha256.is_some()) + usize::from(r.insecure_skip_verify);
             if ways != 1 {
                 return Err(format!(

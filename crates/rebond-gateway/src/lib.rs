@@ -225,7 +225,7 @@ impl Gateway {
             warn!(%host, "the directory names a workstation that is not a host name");
             return Err(ErrorCode::NoWorkstation);
         }
-        Ok(Route { host: host.to_owned(), port: d.workstation_port, trust })
+        Ok(Route { host: host.to_owned(), port: d.workstation_port, trust, wake: None })
     }
 
     /// A route from the configuration or the route table, which override the directory.
@@ -238,7 +238,11 @@ impl Gateway {
             } else {
                 Trust::Insecure
             };
-            return Route::parse_url(&r.workstation, trust).map(Some).map_err(|e| {
+            let route = Route::parse_url(&r.workstation, trust).and_then(|mut route| {
+                route.wake = r.wake_mac.as_deref().map(|mac| rebond_directory::Wake::parse(mac, r.wake_address.as_deref())).transpose()?;
+                Ok(route)
+            });
+            return route.map(Some).map_err(|e| {
                 warn!(error = %e, %user, "invalid route in the configuration");
                 ErrorCode::NoWorkstation
             });
@@ -284,6 +288,8 @@ impl Gateway {
             keyboard_layout: u32,
             connect_timeout_ms: u64,
             lossless_only: bool,
+            wake: Option<serde_json::Value>,
+            wake_timeout_ms: u64,
         }
         let start = Start {
             host: &route.host,
@@ -297,6 +303,8 @@ impl Gateway {
             keyboard_layout,
             connect_timeout_ms: self.config.connect_timeout_seconds * 1000,
             lossless_only: self.config.lossless_only,
+            wake: route.wake.as_ref().map(|w| serde_json::json!({ "packet": hex::encode(w.magic_packet()), "address": w.address.to_string() })),
+            wake_timeout_ms: self.config.wake_timeout_seconds * 1000,
         };
         Zeroizing::new(serde_json::to_vec(&start).expect("serializable"))
     }

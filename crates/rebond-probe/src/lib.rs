@@ -59,6 +59,8 @@ pub struct ProbeReport {
     pub keys_sent: u64,
     /// Pointer shapes received (the workstation's cursor, drawn by the browser).
     pub pointer_shapes: u64,
+    /// The progress stages the gateway reported, in order (5: waking the workstation).
+    pub stages: Vec<u8>,
     /// Seconds measured after the first frame.
     pub measured_seconds: f64,
     /// Bytes per second to the browser after the first frame.
@@ -229,6 +231,7 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                         break;
                     }
                     Ok(Downlink::PointerShape { .. }) => report.pointer_shapes += 1,
+                    Ok(Downlink::Status { stage }) => report.stages.push(stage as u8),
                     Ok(_) => {}
                     Err(e) => anyhow::bail!("the gateway sent an undecodable message: {e}"),
                 }

@@ -69,6 +69,7 @@ texts! {
     "stage_2" => "Securing the connection to your workstation…", "Sécurisation de la connexion à votre poste…";
     "stage_3" => "Opening your session on the workstation…", "Ouverture de votre session sur le poste…";
     "stage_4" => "Your desktop is on its way…", "Votre bureau arrive…";
+    "stage_5" => "Waking your workstation… This can take a minute.", "Réveil de votre poste de travail… Cela peut prendre une minute.";
     "reconnecting" => "Connection lost; reconnecting to the same session…", "Connexion perdue ; reconnexion à la même session…";
     "sign_in_again" => "Sign in again", "Se reconnecter";
     "sign_out" => "Sign out", "Se déconnecter";
@@ -198,6 +199,10 @@ pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
         ErrorCode::WorkstationNotYours => Text {
             en: "You can only reach your own workstation. This attempt was recorded.",
             fr: "Vous ne pouvez joindre que votre propre poste de travail. Cette tentative a été enregistrée.",
+        },
+        ErrorCode::WorkstationDidNotWake => Text {
+            en: "Your workstation did not wake up. It may be switched off at the plug; ask someone at the office to switch it on, or contact your IT support.",
+            fr: "Votre poste de travail ne s'est pas réveillé. Il est peut-être éteint à la prise : demandez à quelqu'un au bureau de l'allumer, ou contactez votre support informatique.",
         },
         ErrorCode::SignedOut => Text {
             en: "You are signed out.",

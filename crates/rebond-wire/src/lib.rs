@@ -60,6 +60,8 @@ pub enum Stage {
     SigningIn = 3,
     /// The desktop is on its way.
     Ready = 4,
+    /// The workstation was asleep: Wake-on-LAN sent, waiting for it to answer.
+    Waking = 5,
 }
 
 impl Stage {
@@ -69,6 +71,7 @@ impl Stage {
             2 => Ok(Stage::Securing),
             3 => Ok(Stage::SigningIn),
             4 => Ok(Stage::Ready),
+            5 => Ok(Stage::Waking),
             _ => Err(DecodeError::InvalidValue("stage")),
         }
     }
@@ -110,10 +113,11 @@ pub enum ErrorCode {
     TooManyAttempts = 28,
     PasswordMissing = 29,
     WorkstationNotYours = 30,
+    WorkstationDidNotWake = 31,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::BadCredentials,
         ErrorCode::WorkstationUnreachable,
         ErrorCode::WorkstationRefusedCredentials,
@@ -144,6 +148,7 @@ impl ErrorCode {
         ErrorCode::TooManyAttempts,
         ErrorCode::PasswordMissing,
         ErrorCode::WorkstationNotYours,
+        ErrorCode::WorkstationDidNotWake,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -183,6 +188,7 @@ impl ErrorCode {
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::PasswordMissing => "password_missing",
             ErrorCode::WorkstationNotYours => "workstation_not_yours",
+            ErrorCode::WorkstationDidNotWake => "workstation_did_not_wake",
         }
     }
 

@@ -48,6 +48,20 @@ pub struct StartRequest {
     pub connect_timeout_ms: u64,
     #[serde(default)]
     pub lossless_only: bool,
+    /// Wake-on-LAN for a workstation that may be asleep.
+    #[serde(default)]
+    pub wake: Option<WakeSpec>,
+    #[serde(default)]
+    pub wake_timeout_ms: u64,
+}
+
+/// Where to send the magic packet (built by the gateway from the route's MAC address).
+#[derive(Deserialize)]
+pub struct WakeSpec {
+    /// The magic packet, hexadecimal.
+    pub packet: String,
+    /// `IP:PORT`, usually the office subnet's broadcast address.
+    pub address: String,
 }
 
 fn zeroizing<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
@@ -70,6 +84,13 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         _ => return Err("the gateway did not start the session".into()),
     };
     let lossless_only = start.lossless_only;
+    if let Some(wake) = &start.wake {
+        let timeout = Duration::from_millis(start.wake_timeout_ms.clamp(5_000, 900_000));
+        if !wake_if_asleep(&start.host, start.port, wake, timeout, &mut out).await {
+            out.send(&Downlink::Error { code: ErrorCode::WorkstationDidNotWake }).await;
+            return Ok(());
+        }
+    }
     #[cfg(debug_assertions)]
     let test_fault = test_fault(&start.username);
     let req = match connect_request(start) {
@@ -129,6 +150,48 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         out.send(&Downlink::Error { code }).await;
     }
     Ok(())
+}
+
+/// Whether the workstation answers on its RDP port within `within`.
+async fn answers(host: &str, port: u16, within: Duration) -> bool {
+    matches!(tokio::time::timeout(within, tokio::net::TcpStream::connect((host, port))).await, Ok(Ok(_)))
+}
+
+/// If the workstation does not answer, wakes it (a magic packet every few seconds) and
+/// waits for its RDP port, telling the page. False if it did not wake up in time.
+async fn wake_if_asleep<W: AsyncWrite + Unpin>(host: &str, port: u16, wake: &WakeSpec, timeout: Duration, out: &mut Out<W>) -> bool {
+    if answers(host, port, Duration::from_millis(1500)).await {
+        return true;
+    }
+    let (Ok(packet), Ok(address)) = (hex::decode(&wake.packet), wake.address.parse::<std::net::SocketAddr>()) else {
+        warn!("invalid wake-on-LAN settings from the gateway");
+        return false;
+    };
+    out.send(&Downlink::Status { stage: rebond_wire::Stage::Waking }).await;
+    let started = tokio::time::Instant::now();
+    info!(%address, "workstation asleep: sending wake-on-LAN");
+    while started.elapsed() < timeout {
+        match send_magic_packet(&packet, address).await {
+            Ok(()) => {}
+            Err(e) => warn!(%address, error = %e, "cannot send the wake-on-LAN packet"),
+        }
+        for _ in 0..3 {
+            if answers(host, port, Duration::from_secs(1)).await {
+                info!(seconds = started.elapsed().as_secs_f32(), "workstation woke up");
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    info!(seconds = timeout.as_secs(), "workstation did not wake up");
+    false
+}
+
+async fn send_magic_packet(packet: &[u8], address: std::net::SocketAddr) -> std::io::Result<()> {
+    let bind = if address.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let socket = tokio::net::UdpSocket::bind(bind).await?;
+    socket.set_broadcast(true)?;
+    socket.send_to(packet, address).await.map(drop)
 }
 
 #[cfg(debug_assertions)]

@@ -189,6 +189,12 @@ enum RouteCommand {
         /// Do not verify the workstation's certificate (not for production).
         #[arg(long, group = "trust")]
         insecure_skip_verify: bool,
+        /// Wake the workstation with Wake-on-LAN when it sleeps: its MAC address.
+        #[arg(long)]
+        wake_mac: Option<String>,
+        /// Where the magic packet goes (the office subnet's broadcast, IP:PORT).
+        #[arg(long, requires = "wake_mac")]
+        wake_address: Option<String>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -467,7 +473,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             }
         },
         Command::Route(cmd) => match cmd {
-            RouteCommand::Set { user, url, ca, pin, insecure_skip_verify, data } => {
+            RouteCommand::Set { user, url, ca, pin, insecure_skip_verify, wake_mac, wake_address, data } => {
                 let trust = match (ca, pin, insecure_skip_verify) {
                     (Some(ca), None, false) => {
                         let ca = std::fs::canonicalize(&ca).with_context(|| format!("cannot find the CA file {}", ca.display()))?;
@@ -477,7 +483,8 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                     (None, None, true) => Trust::Insecure,
                     _ => bail!("say how to trust the workstation's certificate: --ca FILE, --pin SHA256 or --insecure-skip-verify"),
                 };
-                let route = Route::parse_url(&url, trust)?;
+                let mut route = Route::parse_url(&url, trust)?;
+                route.wake = wake_mac.map(|mac| rebond_directory::Wake::parse(&mac, wake_address.as_deref())).transpose()?;
                 rebond_gateway::open_store(&data.path())?.set_route(&user, &route)?;
                 if route.trust == Trust::Insecure {
                     eprintln!("warning: the gateway will not verify {}'s certificate", route.url());

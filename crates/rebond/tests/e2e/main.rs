@@ -14,4 +14,5 @@ mod pixels_only;
 mod refusals;
 mod sandbox;
 mod session;
+mod wake;
 mod web_front;
