@@ -75,7 +75,7 @@ async function loadTexts() {
 }
 
 function show(which) {
-  for (const id of ['sign-in', 'progress', 'progress-bar', 'error']) $(id).classList.add('hidden');
+  for (const id of ['sign-in', 'second-factor', 'progress', 'progress-bar', 'error']) $(id).classList.add('hidden');
   for (const id of which) $(id).classList.remove('hidden');
 }
 
@@ -111,36 +111,71 @@ function viewport() {
   return [Math.max(200, Math.floor(window.innerWidth * dpr)), Math.max(200, Math.floor(window.innerHeight * dpr))];
 }
 
+// Between the password and the second factor, the page keeps them in memory only.
+let pending = null;
+
 async function signIn(ev) {
   ev.preventDefault();
   $('sign-in-button').disabled = true;
+  pending = { user: $('user').value, password: $('password').value };
+  $('password').value = '';
+  await submitSignIn(null);
+}
+
+async function submitCode(ev) {
+  ev.preventDefault();
+  const code = $('code').value;
+  $('code').value = '';
+  await submitSignIn(code);
+}
+
+async function submitSignIn(code) {
   showProgress('signing_in', 0);
   const [width, height] = viewport();
+  const request = { user: pending.user, password: pending.password, language: navigator.language || 'en', width, height };
+  if (code !== null) request.code = code;
   let res;
   try {
     res = await fetch('/api/sign-in', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ user: $('user').value, password: $('password').value, language: navigator.language || 'en', width, height }),
+      body: JSON.stringify(request),
       credentials: 'same-origin',
     });
   } catch {
-    $('password').value = '';
+    pending = null;
     showError(0);
     return;
   }
-  $('password').value = '';
   if (!res.ok) {
     let body = {};
     try { body = await res.json(); } catch { /* not JSON */ }
+    if (body.second_factor) { showSecondFactor(body); return; }
+    pending = null;
     // The gateway's own sentence carries details (how long to wait after too many attempts).
     showError(body.number || 14, body.message);
     return;
   }
+  pending = null;
   ended = false;
   everConnected = false;
   socketKey = null; // a new sign-in holds the session: the old key means nothing
   connect();
+}
+
+function showSecondFactor(body) {
+  $('desktop').classList.add('hidden');
+  $('panel').classList.remove('hidden');
+  const enrol = body.second_factor === 'enrol';
+  $('enrol').classList.toggle('hidden', !enrol);
+  if (enrol) {
+    $('qr').src = body.qr;
+    $('secret').textContent = body.secret.replace(/(.{4})/g, '$1 ').trim();
+    $('enrol').dataset.otpauth = body.otpauth;
+  }
+  $('second-factor-message').textContent = body.message || '';
+  show(['second-factor']);
+  $('code').focus();
 }
 
 function send(bytes) {
@@ -324,6 +359,7 @@ function onKey(ev, down) {
 
 function setUp() {
   $('sign-in').addEventListener('submit', signIn);
+  $('second-factor').addEventListener('submit', submitCode);
   $('again').addEventListener('click', () => { ended = false; showSignIn(); });
   canvas.addEventListener('keydown', (e) => onKey(e, true));
   canvas.addEventListener('keyup', (e) => onKey(e, false));

@@ -58,6 +58,10 @@ pub struct Config {
     /// What sessions may do, by directory (or local) group; the first match applies.
     #[serde(default)]
     pub policies: Vec<rebond_policy::SessionPolicy>,
+    /// The key that seals second-factor secrets (created if missing; default
+    /// `DATA_DIR/second-factor.key`). Keep it out of database backups.
+    #[serde(default)]
+    pub second_factor_key_file: Option<PathBuf>,
     /// How bounce workers are confined.
     #[serde(default)]
     pub worker: WorkerSettings,

@@ -8,6 +8,7 @@
 
 pub mod config;
 mod metrics;
+pub mod second_factor;
 mod sessions;
 pub mod tls;
 mod web;
@@ -43,6 +44,15 @@ pub struct Gateway {
     directory: Option<rebond_directory::ad::ActiveDirectory>,
     /// Failed sign-ins by account and address, and the limits from the domain's lockout policy.
     throttle: Mutex<(rebond_policy::SignInThrottle, rebond_policy::ThrottleLimits)>,
+    /// Seals second-factor secrets (when a policy asks for a second factor).
+    secret_box: Option<second_factor::SecretBox>,
+}
+
+/// Why a second factor did not let a person in yet.
+pub(crate) enum SecondFactorRefusal {
+    Challenge(second_factor::Challenge),
+    Wrong,
+    Unavailable,
 }
 
 /// A person the directory accepted, with where they go.
@@ -112,7 +122,17 @@ impl Gateway {
             Some(d) => Some(active_directory(d)?),
             None => None,
         };
-        let mut limits = rebond_policy::ThrottleLimits::lockout_unknown();
+        let secret_box = if config.policies.iter().any(|p| p.second_factor) {
+            let path = config.second_factor_key_file.clone().unwrap_or_else(|| config.data_dir.join("second-factor.key"));
+            Some(second_factor::SecretBox::load_or_create(&path)?)
+        } else {
+            None
+        };
+        let mut limits = if directory.is_some() {
+            rebond_policy::ThrottleLimits::lockout_unknown()
+        } else {
+            rebond_policy::ThrottleLimits::below(None)
+        };
         if let Some(ad) = directory.as_ref().filter(|ad| ad.settings().service_account.is_some()) {
             match ad.lockout_policy().await {
                 Ok(lockout) => {
@@ -141,6 +161,7 @@ impl Gateway {
             watchers: std::sync::atomic::AtomicUsize::new(0),
             directory,
             throttle: Mutex::new((rebond_policy::SignInThrottle::default(), limits)),
+            secret_box,
         }))
     }
 
@@ -167,21 +188,14 @@ impl Gateway {
         if password.is_empty() {
             return Err(ErrorCode::PasswordMissing.into());
         }
-        let Some(ad) = &self.directory else {
-            let user = rebond_directory::normalize_user(typed);
-            if !rebond_directory::valid_user_name(&user) {
-                return Err(ErrorCode::BadCredentials.into());
+        let account_key = match &self.directory {
+            Some(ad) => {
+                let settings = ad.settings();
+                rebond_directory::ad::AccountName::parse(typed, &settings.netbios_domain, &settings.upn_suffix)
+                    .map_or_else(|| rebond_directory::normalize_user(typed), |n| n.sam)
             }
-            let gw = self.clone();
-            let password = password.clone();
-            return tokio::task::spawn_blocking(move || gw.local_sign_in(&user, &password))
-                .await
-                .unwrap_or(Err(ErrorCode::SignInUnavailable))
-                .map_err(Refusal::from);
+            None => rebond_directory::normalize_user(typed),
         };
-        let settings = ad.settings();
-        let account_key = rebond_directory::ad::AccountName::parse(typed, &settings.netbios_domain, &settings.upn_suffix)
-            .map_or_else(|| rebond_directory::normalize_user(typed), |n| n.sam);
         let now = unix_now().max(0) as u64;
         {
             let (throttle, limits) = &mut *self.throttle.lock().unwrap();
@@ -190,6 +204,21 @@ impl Gateway {
                 return Err(Refusal { code: ErrorCode::TooManyAttempts, retry_after_seconds: Some(wait) });
             }
         }
+        let Some(ad) = &self.directory else {
+            if !rebond_directory::valid_user_name(&account_key) {
+                return Err(ErrorCode::BadCredentials.into());
+            }
+            let gw = self.clone();
+            let (user, password) = (account_key.clone(), password.clone());
+            let verdict = tokio::task::spawn_blocking(move || gw.local_sign_in(&user, &password)).await.unwrap_or(Err(ErrorCode::SignInUnavailable));
+            match &verdict {
+                Err(ErrorCode::BadCredentials) => self.throttle.lock().unwrap().0.failed(&account_key, from, now),
+                Ok(_) => self.throttle.lock().unwrap().0.succeeded(&account_key),
+                Err(_) => {}
+            }
+            return verdict.map_err(Refusal::from);
+        };
+        let settings = ad.settings();
         let account = match ad.sign_in(typed, password).await {
             Ok(a) => a,
             Err(code) => {
@@ -211,6 +240,49 @@ impl Gateway {
             None => account.workstation.as_deref().map(|host| self.directory_route(host)).transpose()?,
         };
         Ok(SignedIn { user: account.user, domain: Some(settings.netbios_domain.clone()), groups: account.groups, route })
+    }
+
+    /// The second factor, for a person whose policy asks for one: enrol them, ask for
+    /// the code, or check it (each code works once, on any node).
+    pub(crate) async fn second_factor(&self, user: &str, code: Option<&str>, from: std::net::IpAddr) -> Result<(), SecondFactorRefusal> {
+        use rebond_policy::second_factor as totp;
+        let sealer = self.secret_box.as_ref().ok_or(SecondFactorRefusal::Unavailable)?;
+        let unavailable = |e: &dyn std::fmt::Display| {
+            warn!(error = %e, %user, "second factor unavailable");
+            SecondFactorRefusal::Unavailable
+        };
+        let now = unix_now();
+        let enrol = |secret: &[u8]| {
+            let secret_base32 = data_encoding::BASE32_NOPAD.encode(secret);
+            let otpauth = totp::otpauth_uri("Rebond", user, &secret_base32);
+            let qr_svg = second_factor::qr_svg(&otpauth);
+            SecondFactorRefusal::Challenge(second_factor::Challenge::Enrol { otpauth, secret_base32, qr_svg })
+        };
+        let stored = self.state.second_factor(user).await.map_err(|e| unavailable(&e))?;
+        let Some(stored) = stored else {
+            let secret = sealer.new_secret();
+            self.state.begin_second_factor(user, &sealer.seal(user, &secret), now).await.map_err(|e| unavailable(&e))?;
+            info!(%user, "second factor: enrolment started");
+            return Err(enrol(&secret));
+        };
+        let secret = sealer.open(user, &stored.sealed_secret).ok_or_else(|| unavailable(&"the sealed secret does not open with this key (was second_factor_key_file changed?)"))?;
+        let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+            return Err(if stored.enrolled { SecondFactorRefusal::Challenge(second_factor::Challenge::Code) } else { enrol(&secret) });
+        };
+        let last = stored.last_step.map(|s| s.max(0) as u64);
+        match totp::verify(&secret, code, now.max(0) as u64, last) {
+            Some(step) if self.state.use_second_factor_step(user, step as i64).await.map_err(|e| unavailable(&e))? => {
+                if !stored.enrolled {
+                    info!(%user, "second factor enrolled");
+                    self.audit("second_factor_enrolled", user, serde_json::json!({ "peer": from.to_string() }));
+                }
+                Ok(())
+            }
+            _ => {
+                self.throttle.lock().unwrap().0.failed(user, from, now.max(0) as u64);
+                Err(SecondFactorRefusal::Wrong)
+            }
+        }
     }
 
     /// The route of a workstation named by the directory.
@@ -517,6 +589,7 @@ pub async fn check(config: &Config, user: Option<&str>) -> anyhow::Result<(bool,
             None => None,
         },
         throttle: Mutex::new((rebond_policy::SignInThrottle::default(), rebond_policy::ThrottleLimits::lockout_unknown())),
+        secret_box: None,
     };
     let (mut ok, account) = match &gw.directory {
         Some(ad) => ad.check(user, &mut report).await,

@@ -104,9 +104,18 @@ struct Attempt<'a> {
 }
 
 fn refused(gw: &Gateway, who: Attempt<'_>, status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
+    refused_with(gw, who, status, code, lang, serde_json::Map::new())
+}
+
+/// A refusal (counted and audited) with more for the page: what to show next, how long to wait.
+fn refused_with(gw: &Gateway, who: Attempt<'_>, status: StatusCode, code: ErrorCode, lang: Lang, extra: serde_json::Map<String, serde_json::Value>) -> Response {
     gw.metrics.sign_in(code.name());
     gw.audit("sign_in", who.user, serde_json::json!({ "outcome": code.name(), "number": code as u16, "peer": who.peer.to_string() }));
-    refusal(status, code, lang)
+    let mut body = serde_json::json!({ "code": code.name(), "number": code as u16, "message": code.sentence(lang) });
+    if let Some(b) = body.as_object_mut() {
+        b.extend(extra);
+    }
+    (status, Json(body)).into_response()
 }
 
 fn refusal(status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
@@ -114,17 +123,38 @@ fn refusal(status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The page must show a QR code or ask for a code, or the code was wrong.
+fn second_factor_refusal(gw: &Gateway, who: Attempt<'_>, refusal: crate::SecondFactorRefusal, lang: Lang) -> Response {
+    use crate::second_factor::Challenge;
+    let (code, extra) = match refusal {
+        crate::SecondFactorRefusal::Challenge(Challenge::Code) => (ErrorCode::SecondFactorRequired, serde_json::json!({ "second_factor": "code" })),
+        crate::SecondFactorRefusal::Challenge(Challenge::Enrol { otpauth, secret_base32, qr_svg }) => {
+            use base64::Engine as _;
+            let qr = format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(qr_svg));
+            (ErrorCode::SecondFactorRequired, serde_json::json!({ "second_factor": "enrol", "otpauth": otpauth, "secret": secret_base32, "qr": qr }))
+        }
+        crate::SecondFactorRefusal::Wrong => (ErrorCode::SecondFactorWrong, serde_json::json!({ "second_factor": "code" })),
+        crate::SecondFactorRefusal::Unavailable => {
+            return refused(gw, who, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SignInUnavailable, lang);
+        }
+    };
+    info!(peer = %who.peer, user = %who.user, outcome = %code, "sign-in waits for the second factor");
+    let serde_json::Value::Object(extra) = extra else { unreachable!("built as objects above") };
+    refused_with(gw, who, StatusCode::UNAUTHORIZED, code, lang, extra)
+}
+
 /// A throttled sign-in: the wait in the body (for the page's sentence) and in `Retry-After`.
-fn with_retry_after(response: Response, code: ErrorCode, wait: u64, lang: Lang) -> Response {
+fn throttled(gw: &Gateway, who: Attempt<'_>, wait: u64, lang: Lang) -> Response {
+    let code = ErrorCode::TooManyAttempts;
     let minutes = wait.div_ceil(60).max(1);
-    let body = serde_json::json!({
-        "code": code.name(),
-        "number": code as u16,
-        "message": code.sentence(lang).replace("{minutes}", &minutes.to_string()),
-        "retry_after_seconds": wait,
-    });
-    let status = response.status();
-    (status, [(header::RETRY_AFTER, wait.to_string())], Json(body)).into_response()
+    let mut extra = serde_json::Map::new();
+    extra.insert("message".into(), code.sentence(lang).replace("{minutes}", &minutes.to_string()).into());
+    extra.insert("retry_after_seconds".into(), wait.into());
+    let mut response = refused_with(gw, who, StatusCode::TOO_MANY_REQUESTS, code, lang, extra);
+    if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// Browsers send `Origin` on every POST and WebSocket; it must be us (CSRF,
@@ -158,6 +188,9 @@ struct SignInRequest {
     /// The page never names a host; a request that does must name the person's own route.
     #[serde(default)]
     workstation: Option<String>,
+    /// The code from the authenticator, when the person's policy asks for a second factor.
+    #[serde(default)]
+    code: Option<String>,
 }
 
 fn default_width() -> u16 {
@@ -204,11 +237,10 @@ async fn sign_in(
                 ErrorCode::SignInUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::FORBIDDEN,
             };
-            let mut response = refused(&gw, Attempt { user: &typed, peer }, status, refusal.code, lang);
-            if let Some(wait) = refusal.retry_after_seconds {
-                response = with_retry_after(response, refusal.code, wait, lang);
-            }
-            return response;
+            return match refusal.retry_after_seconds {
+                Some(wait) => throttled(&gw, Attempt { user: &typed, peer }, wait, lang),
+                None => refused(&gw, Attempt { user: &typed, peer }, status, refusal.code, lang),
+            };
         }
     };
     let crate::SignedIn { user, domain, groups, route } = signed_in;
@@ -221,6 +253,12 @@ async fn sign_in(
         warn!(%peer, %user, asked, "sign-in refused: asked for a workstation that is not theirs");
         gw.audit("route_violation", &user, serde_json::json!({ "asked": asked, "peer": peer.to_string() }));
         return refused(&gw, Attempt { user: &user, peer }, StatusCode::FORBIDDEN, ErrorCode::WorkstationNotYours, lang);
+    }
+
+    if rebond_policy::policy_for(&gw.config.policies, &groups).is_some_and(|p| p.second_factor) {
+        if let Err(refusal) = gw.second_factor(&user, req.code.as_deref(), peer.ip()).await {
+            return second_factor_refusal(&gw, Attempt { user: &user, peer }, refusal, lang);
+        }
     }
 
     let token = crate::new_token();

@@ -7,6 +7,7 @@
 //!
 //! INVARIANT: the only way up from the browser is a decoded, checked [`Input`].
 
+pub mod second_factor;
 mod session_policy;
 mod throttle;
 mod typing;

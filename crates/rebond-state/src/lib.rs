@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_live_sessions.sql")),
     (3, include_str!("../migrations/0003_usage_groups.sql")),
     (4, include_str!("../migrations/0004_audit.sql")),
+    (5, include_str!("../migrations/0005_second_factor.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,14 @@ pub enum State {
 }
 
 /// A value bound to a query on either backend.
+/// A stored second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondFactor {
+    pub sealed_secret: String,
+    pub enrolled: bool,
+    pub last_step: Option<i64>,
+}
+
 enum Val<'a> {
     Text(&'a str),
     Int(i64),
@@ -242,6 +251,49 @@ impl State {
         .map(drop)
     }
 
+    /// A person's second factor: the sealed secret (see the gateway's `second_factor`),
+    /// whether enrolment was confirmed with a code, and the last code's time step.
+    pub async fn second_factor(&self, user: &str) -> Result<Option<SecondFactor>, StateError> {
+        let rows = self
+            .query(
+                "SELECT sealed_secret, enrolled, last_step FROM second_factors WHERE username = $1",
+                vec![Val::Text(user)],
+                |r| Ok(SecondFactor { sealed_secret: r.text(0)?, enrolled: r.int(1)? != 0, last_step: r.opt_int(2)? }),
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Starts an enrolment (replacing an unconfirmed one; a confirmed one stays).
+    pub async fn begin_second_factor(&self, user: &str, sealed_secret: &str, now: i64) -> Result<(), StateError> {
+        self.execute(
+            "INSERT INTO second_factors (username, sealed_secret, enrolled, last_step, created_at) VALUES ($1, $2, 0, NULL, $3)
+             ON CONFLICT (username) DO UPDATE SET sealed_secret = excluded.sealed_secret, created_at = excluded.created_at
+             WHERE second_factors.enrolled = 0",
+            vec![Val::Text(user), Val::Text(sealed_secret), Val::Int(now)],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Records a code's time step as used (and the enrolment as confirmed). False if
+    /// that step or a later one was already used: a code works once, on any node.
+    pub async fn use_second_factor_step(&self, user: &str, step: i64) -> Result<bool, StateError> {
+        let n = self
+            .execute(
+                // $1 first: SQLite numbers parameters in order of first appearance.
+                "UPDATE second_factors SET enrolled = 1, last_step = $1 WHERE username = $2 AND (last_step IS NULL OR last_step < $1)",
+                vec![Val::Int(step), Val::Text(user)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Forgets a person's second factor (a lost device): they enrol again at next sign-in.
+    pub async fn remove_second_factor(&self, user: &str) -> Result<bool, StateError> {
+        Ok(self.execute("DELETE FROM second_factors WHERE username = $1", vec![Val::Text(user)]).await? == 1)
+    }
+
     /// Whether `session` still holds `user`'s claim (false: a newer sign-in took it).
     pub async fn holds_claim(&self, user: &str, session: &str) -> Result<bool, StateError> {
         let holders = self.query("SELECT session FROM live_sessions WHERE username = $1", vec![Val::Text(user)], |r| r.text(0)).await?;
@@ -402,6 +454,24 @@ mod tests {
             bytes_to_browser: 5,
             bytes_from_browser: 1,
         }
+    }
+
+    #[tokio::test]
+    async fn second_factor_enrolment_and_single_use_steps() {
+        let s = State::in_memory().unwrap();
+        assert_eq!(s.second_factor("alice").await.unwrap(), None);
+        s.begin_second_factor("alice", "sealed-1", 10).await.unwrap();
+        s.begin_second_factor("alice", "sealed-2", 11).await.unwrap();
+        let pending = s.second_factor("alice").await.unwrap().unwrap();
+        assert_eq!((pending.sealed_secret.as_str(), pending.enrolled), ("sealed-2", false));
+        assert!(s.use_second_factor_step("alice", 100).await.unwrap());
+        assert!(!s.use_second_factor_step("alice", 100).await.unwrap(), "a step works once");
+        assert!(s.use_second_factor_step("alice", 101).await.unwrap());
+        s.begin_second_factor("alice", "sealed-3", 12).await.unwrap();
+        let enrolled = s.second_factor("alice").await.unwrap().unwrap();
+        assert_eq!((enrolled.sealed_secret.as_str(), enrolled.enrolled, enrolled.last_step), ("sealed-2", true, Some(101)), "a confirmed secret stays");
+        assert!(s.remove_second_factor("alice").await.unwrap());
+        assert_eq!(s.second_factor("alice").await.unwrap(), None);
     }
 
     #[tokio::test]

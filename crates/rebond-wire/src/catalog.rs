@@ -69,6 +69,9 @@ texts! {
     "stage_2" => "Securing the connection to your workstation…", "Sécurisation de la connexion à votre poste…";
     "stage_3" => "Opening your session on the workstation…", "Ouverture de votre session sur le poste…";
     "stage_4" => "Your desktop is on its way…", "Votre bureau arrive…";
+    "code_label" => "Code from your authenticator app", "Code de votre application d'authentification";
+    "code_button" => "Continue", "Continuer";
+    "enrol_heading" => "Set up your second factor: scan this code with an authenticator app (or type the key below), then type the 6-digit code it shows.", "Configurez votre second facteur : scannez ce code avec une application d'authentification (ou saisissez la clé ci-dessous), puis tapez le code à 6 chiffres qu'elle affiche.";
     "stage_5" => "Waking your workstation… This can take a minute.", "Réveil de votre poste de travail… Cela peut prendre une minute.";
     "reconnecting" => "Connection lost; reconnecting to the same session…", "Connexion perdue ; reconnexion à la même session…";
     "sign_in_again" => "Sign in again", "Se reconnecter";
@@ -203,6 +206,14 @@ pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
         ErrorCode::WorkstationDidNotWake => Text {
             en: "Your workstation did not wake up. It may be switched off at the plug; ask someone at the office to switch it on, or contact your IT support.",
             fr: "Votre poste de travail ne s'est pas réveillé. Il est peut-être éteint à la prise : demandez à quelqu'un au bureau de l'allumer, ou contactez votre support informatique.",
+        },
+        ErrorCode::SecondFactorRequired => Text {
+            en: "Type the 6-digit code from your authenticator app.",
+            fr: "Saisissez le code à 6 chiffres de votre application d'authentification.",
+        },
+        ErrorCode::SecondFactorWrong => Text {
+            en: "That code is wrong or was already used. Type the current code from your authenticator app.",
+            fr: "Ce code est faux ou a déjà servi. Saisissez le code actuel de votre application d'authentification.",
         },
         ErrorCode::SignedOut => Text {
             en: "You are signed out.",

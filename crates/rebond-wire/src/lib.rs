@@ -114,10 +114,12 @@ pub enum ErrorCode {
     PasswordMissing = 29,
     WorkstationNotYours = 30,
     WorkstationDidNotWake = 31,
+    SecondFactorRequired = 32,
+    SecondFactorWrong = 33,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::BadCredentials,
         ErrorCode::WorkstationUnreachable,
         ErrorCode::WorkstationRefusedCredentials,
@@ -149,6 +151,8 @@ impl ErrorCode {
         ErrorCode::PasswordMissing,
         ErrorCode::WorkstationNotYours,
         ErrorCode::WorkstationDidNotWake,
+        ErrorCode::SecondFactorRequired,
+        ErrorCode::SecondFactorWrong,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -189,6 +193,8 @@ impl ErrorCode {
             ErrorCode::PasswordMissing => "password_missing",
             ErrorCode::WorkstationNotYours => "workstation_not_yours",
             ErrorCode::WorkstationDidNotWake => "workstation_did_not_wake",
+            ErrorCode::SecondFactorRequired => "second_factor_required",
+            ErrorCode::SecondFactorWrong => "second_factor_wrong",
         }
     }
 

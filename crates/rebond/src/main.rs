@@ -146,6 +146,16 @@ enum UserCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Forget a person's second factor (a lost or replaced phone): they enrol again,
+    /// with a new QR code, at their next sign-in.
+    ResetSecondFactor {
+        name: String,
+        /// A cluster's shared database (where second factors are kept).
+        #[arg(long, env = "REBOND_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// Print an Argon2id hash of a password, for the `users` of a configuration file.
     Hash {
         #[arg(long)]
@@ -316,7 +326,11 @@ async fn open_state(database_url: Option<String>, data: &std::path::Path) -> any
 
 /// Records an administrator's change in the data folder's audit log.
 async fn audit_admin(data: &std::path::Path, action: &str, user: &str) -> anyhow::Result<()> {
-    let state = open_state(None, data).await?;
+    audit_admin_in(&open_state(None, data).await?, action, user).await
+}
+
+/// Records an administrator's change in the given records' audit log.
+async fn audit_admin_in(state: &rebond_state::State, action: &str, user: &str) -> anyhow::Result<()> {
     let admin = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
     state.audit(now, "cli", "admin", user, &serde_json::json!({ "action": action, "by": admin })).await?;
@@ -446,6 +460,15 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::User(cmd) => match cmd {
+            UserCommand::ResetSecondFactor { name, database_url, data } => {
+                let name = rebond_directory::normalize_user(&name);
+                let state = open_state(database_url, &data.path()).await?;
+                if !state.remove_second_factor(&name).await? {
+                    bail!("{name} has no second factor");
+                }
+                audit_admin_in(&state, "second factor reset", &name).await?;
+                println!("{name} will enrol a new second factor at their next sign-in");
+            }
             UserCommand::Add { name, password_stdin, groups, data } => {
                 let store = rebond_gateway::open_store(&data.path())?;
                 let pw = read_password(password_stdin, &format!("Password for {name}: "))?;

@@ -15,19 +15,6 @@ use rebond_testkit::workstation::{Security, Shadow, ShadowOptions};
 
 use crate::common::*;
 
-/// POSTs a sign-in as the page would and returns (status line and headers, body).
-fn post_sign_in(gw: &Gateway, body: &serde_json::Value) -> (String, serde_json::Value) {
-    let out = Command::new("curl")
-        .args(["-sk", "-D", "-", "-X", "POST", "-H", "Content-Type: application/json", "--data"])
-        .arg(body.to_string())
-        .arg(format!("{}/api/sign-in", gw.url()))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.to_ascii_lowercase(), serde_json::from_str(body).unwrap_or_default())
-}
-
 /// Whether the directory itself accepts `user`'s password (not through the gateway).
 fn directory_accepts(samba: &Samba, user: &str, password: &str) -> bool {
     Command::new("ldapsearch")

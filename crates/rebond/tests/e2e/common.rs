@@ -193,3 +193,16 @@ pub async fn type_keys(ws: &mut rebond_probe::Socket, text: &str) {
         ws.send(Message::Binary(msg.encode().into())).await.unwrap();
     }
 }
+
+/// POSTs a sign-in as the page would and returns (status line and headers, body).
+pub fn post_sign_in(gw: &Gateway, body: &serde_json::Value) -> (String, serde_json::Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-D", "-", "-X", "POST", "-H", "Content-Type: application/json", "--data"])
+        .arg(body.to_string())
+        .arg(format!("{}/api/sign-in", gw.url()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_ascii_lowercase(), serde_json::from_str(body).unwrap_or_default())
+}

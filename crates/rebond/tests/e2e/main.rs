@@ -13,6 +13,7 @@ mod operations;
 mod pixels_only;
 mod refusals;
 mod sandbox;
+mod second_factor;
 mod session;
 mod wake;
 mod web_front;
