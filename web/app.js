@@ -75,7 +75,7 @@ async function loadTexts() {
 }
 
 function show(which) {
-  for (const id of ['sign-in', 'second-factor', 'progress', 'progress-bar', 'error']) $(id).classList.add('hidden');
+  for (const id of ['sign-in', 'second-factor', 'choose', 'progress', 'progress-bar', 'error']) $(id).classList.add('hidden');
   for (const id of which) $(id).classList.remove('hidden');
 }
 
@@ -134,6 +134,7 @@ async function submitSignIn(code) {
   const [width, height] = viewport();
   const request = { user: pending.user, password: pending.password, language: navigator.language || 'en', width, height };
   if (code !== null) request.code = code;
+  if (pending.workstation) request.workstation = pending.workstation;
   let res;
   try {
     res = await fetch('/api/sign-in', {
@@ -151,6 +152,7 @@ async function submitSignIn(code) {
     let body = {};
     try { body = await res.json(); } catch { /* not JSON */ }
     if (body.second_factor) { showSecondFactor(body); return; }
+    if (body.choices) { showChoices(body); return; }
     pending = null;
     // The gateway's own sentence carries details (how long to wait after too many attempts).
     showError(body.number || 14, body.message);
@@ -161,6 +163,24 @@ async function submitSignIn(code) {
   everConnected = false;
   socketKey = null; // a new sign-in holds the session: the old key means nothing
   connect();
+}
+
+function showChoices(body) {
+  $('desktop').classList.add('hidden');
+  $('panel').classList.remove('hidden');
+  $('choose-message').textContent = body.message || '';
+  const list = $('choices');
+  list.replaceChildren();
+  for (const url of body.choices) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = url.replace(/^rdp:\/\//, '').replace(/:3389$/, '');
+    button.dataset.workstation = url;
+    button.addEventListener('click', () => { pending.workstation = url; submitSignIn(null); });
+    list.append(button);
+  }
+  show(['choose']);
+  list.firstChild.focus();
 }
 
 function showSecondFactor(body) {

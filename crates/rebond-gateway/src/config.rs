@@ -62,6 +62,10 @@ pub struct Config {
     /// `DATA_DIR/second-factor.key`). Keep it out of database backups.
     #[serde(default)]
     pub second_factor_key_file: Option<PathBuf>,
+    /// Workstations the people of a group may choose from at sign-in (hot desks, a lab);
+    /// elsewhere the gateway alone decides.
+    #[serde(default)]
+    pub workstation_choices: Vec<WorkstationChoice>,
     /// How bounce workers are confined.
     #[serde(default)]
     pub worker: WorkerSettings,
@@ -153,6 +157,21 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self { user: None, memory_mib: default_worker_memory() }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkstationChoice {
+    /// The group (local or directory, nested membership counts) offered these.
+    pub group: String,
+    /// `rdp://HOST[:PORT]` each.
+    pub workstations: Vec<String>,
+    /// The CA that issued their certificates (PEM)...
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// ...or no verification (logged as a warning).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +305,14 @@ impl Config {
             }
             if !(1..=60).contains(&d.connect_timeout_seconds) || !(1..=120).contains(&d.operation_timeout_seconds) {
                 return Err("directory: connect_timeout_seconds must be 1-60 and operation_timeout_seconds 1-120".into());
+            }
+        }
+        for c in &self.workstation_choices {
+            if c.ca_file.is_some() == c.insecure_skip_verify {
+                return Err(format!("workstation_choices for {:?}: say exactly one of ca_file or insecure_skip_verify = true", c.group));
+            }
+            for w in &c.workstations {
+                rebond_directory::Route::parse_url(w, rebond_directory::Trust::Insecure).map_err(|e| format!("workstation_choices for {:?}: {e}", c.group))?;
             }
         }
         if !(5..=900).contains(&self.wake_timeout_seconds) {

@@ -285,6 +285,26 @@ impl Gateway {
         }
     }
 
+    /// The workstations a person may choose from: their own first, then those offered
+    /// to their groups (`workstation_choices`), each once.
+    pub(crate) fn workstation_choices(&self, groups: &[String], own: Option<&Route>) -> Vec<Route> {
+        let mut choices: Vec<Route> = own.cloned().into_iter().collect();
+        for c in self.config.workstation_choices.iter().filter(|c| groups.iter().any(|g| g.eq_ignore_ascii_case(&c.group))) {
+            let trust = match &c.ca_file {
+                Some(ca) => Trust::CaFile(ca.display().to_string()),
+                None => Trust::Insecure,
+            };
+            for w in &c.workstations {
+                if let Ok(r) = Route::parse_url(w, trust.clone()) {
+                    if !choices.iter().any(|x| x.url() == r.url()) {
+                        choices.push(r);
+                    }
+                }
+            }
+        }
+        choices
+    }
+
     /// The route of a workstation named by the directory.
     fn directory_route(&self, host: &str) -> Result<Route, ErrorCode> {
         let d = self.config.directory.as_ref().expect("directory routes exist only with a directory");

@@ -244,16 +244,29 @@ async fn sign_in(
         }
     };
     let crate::SignedIn { user, domain, groups, route } = signed_in;
+    // The gateway decides where a person goes: their route, or one of the workstations
+    // their group may choose from. A page asking for any other host is refused.
+    let choices = gw.workstation_choices(&groups, route.as_ref());
+    let route = match req.workstation.as_deref() {
+        None if choices.len() > 1 => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("choices".into(), choices.iter().map(|r| r.url()).collect::<Vec<_>>().into());
+            return refused_with(&gw, Attempt { user: &user, peer }, StatusCode::UNAUTHORIZED, ErrorCode::ChooseWorkstation, lang, extra);
+        }
+        None => choices.into_iter().next(),
+        Some(asked) => match choices.into_iter().find(|r| r.url() == asked) {
+            Some(r) => Some(r),
+            None => {
+                warn!(%peer, %user, asked, "sign-in refused: asked for a workstation that is not theirs");
+                gw.audit("route_violation", &user, serde_json::json!({ "asked": asked, "peer": peer.to_string() }));
+                return refused(&gw, Attempt { user: &user, peer }, StatusCode::FORBIDDEN, ErrorCode::WorkstationNotYours, lang);
+            }
+        },
+    };
     let Some(route) = route else {
         info!(%peer, %user, outcome = %ErrorCode::NoWorkstation, "sign-in refused");
         return refused(&gw, Attempt { user: &user, peer }, StatusCode::FORBIDDEN, ErrorCode::NoWorkstation, lang);
     };
-    // The gateway decides where a person goes; a page asking for another host is refused.
-    if let Some(asked) = req.workstation.as_deref().filter(|asked| *asked != route.url()) {
-        warn!(%peer, %user, asked, "sign-in refused: asked for a workstation that is not theirs");
-        gw.audit("route_violation", &user, serde_json::json!({ "asked": asked, "peer": peer.to_string() }));
-        return refused(&gw, Attempt { user: &user, peer }, StatusCode::FORBIDDEN, ErrorCode::WorkstationNotYours, lang);
-    }
 
     if rebond_policy::policy_for(&gw.config.policies, &groups).is_some_and(|p| p.second_factor) {
         if let Err(refusal) = gw.second_factor(&user, req.code.as_deref(), peer.ip()).await {

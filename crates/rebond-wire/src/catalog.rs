@@ -215,6 +215,10 @@ pub(crate) fn error_sentence(code: ErrorCode, lang: Lang) -> &'static str {
             en: "That code is wrong or was already used. Type the current code from your authenticator app.",
             fr: "Ce code est faux ou a déjà servi. Saisissez le code actuel de votre application d'authentification.",
         },
+        ErrorCode::ChooseWorkstation => Text {
+            en: "Choose the workstation to connect to.",
+            fr: "Choisissez le poste de travail auquel vous connecter.",
+        },
         ErrorCode::SignedOut => Text {
             en: "You are signed out.",
             fr: "Vous êtes déconnecté.",

@@ -116,10 +116,11 @@ pub enum ErrorCode {
     WorkstationDidNotWake = 31,
     SecondFactorRequired = 32,
     SecondFactorWrong = 33,
+    ChooseWorkstation = 34,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::BadCredentials,
         ErrorCode::WorkstationUnreachable,
         ErrorCode::WorkstationRefusedCredentials,
@@ -153,6 +154,7 @@ impl ErrorCode {
         ErrorCode::WorkstationDidNotWake,
         ErrorCode::SecondFactorRequired,
         ErrorCode::SecondFactorWrong,
+        ErrorCode::ChooseWorkstation,
     ];
 
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -195,6 +197,7 @@ impl ErrorCode {
             ErrorCode::WorkstationDidNotWake => "workstation_did_not_wake",
             ErrorCode::SecondFactorRequired => "second_factor_required",
             ErrorCode::SecondFactorWrong => "second_factor_wrong",
+            ErrorCode::ChooseWorkstation => "choose_workstation",
         }
     }
 

@@ -5,6 +5,7 @@
 mod active_directory;
 mod audit;
 mod browser;
+mod choices;
 mod cluster;
 mod common;
 mod deployment;
