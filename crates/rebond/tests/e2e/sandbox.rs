@@ -32,7 +32,9 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_that_breaks_its_sandbox_is_stopped_and_reported() {
-    for action in ["spawn", "open-file"] {
+    // Spawning a process and opening a connection kill the worker (opening a file only
+    // fails: the unit tests in rebond-worker's sandbox prove that one).
+    for action in ["spawn", "connect"] {
         let (victim, victim_password) = account();
         let fault = format!("{victim}:{action}");
         let gw = Gateway::start_with_env(Path::new(EXE), None, &[(rebond_worker::TEST_FAULT_VAR, &fault)]).unwrap();
