@@ -2,8 +2,9 @@
 //! take more than its share of a core from the gateway and the other sessions.
 //!
 //! cgroup v2 (a `cpu` controller available under `/sys/fs/cgroup`) or v1 (the `cpu`
-//! hierarchy at `/sys/fs/cgroup/cpu`): a `rebond-workers` group with one child per
-//! worker, removed when the worker ends. Where neither can be written (no root, a
+//! hierarchy at `/sys/fs/cgroup/cpu`): `rebond-workers/<gateway pid>/worker-<pid>`, one
+//! group per worker, removed when the worker ends; groups left by gateways that are
+//! gone (killed) are removed at start. Where neither can be written (no root, a
 //! read-only hierarchy), the gateway says so once and workers keep only their lower
 //! priority.
 
@@ -21,19 +22,25 @@ pub enum Hierarchy {
 impl Hierarchy {
     /// Finds a writable CPU controller (`root`: normally `/sys/fs/cgroup`).
     pub fn detect(root: &Path) -> Result<Self, String> {
+        let me = std::process::id().to_string();
         let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         if controllers.split_whitespace().any(|c| c == "cpu") {
-            let base = root.join("rebond-workers");
+            let all = root.join("rebond-workers");
+            let base = all.join(&me);
             std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
-            // Children of `base` get the cpu controller.
-            std::fs::write(root.join("cgroup.subtree_control"), "+cpu").map_err(|e| format!("enabling cpu in {}: {e}", root.display()))?;
-            std::fs::write(base.join("cgroup.subtree_control"), "+cpu").map_err(|e| format!("enabling cpu in {}: {e}", base.display()))?;
+            // Each level passes the cpu controller down to its children.
+            for dir in [root, &all, &base] {
+                std::fs::write(dir.join("cgroup.subtree_control"), "+cpu").map_err(|e| format!("enabling cpu in {}: {e}", dir.display()))?;
+            }
+            remove_stale(&all);
             return Ok(Self::V2(base));
         }
         let v1 = root.join("cpu");
         if v1.join("cpu.cfs_quota_us").exists() {
-            let base = v1.join("rebond-workers");
+            let all = v1.join("rebond-workers");
+            let base = all.join(&me);
             std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+            remove_stale(&all);
             return Ok(Self::V1(base));
         }
         Err("no cgroup CPU controller (neither cgroup v2 with cpu nor the v1 cpu hierarchy)".into())
@@ -55,6 +62,23 @@ impl Hierarchy {
         }
         std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
         Ok(WorkerGroup { dir })
+    }
+}
+
+/// Removes the groups of gateways that no longer run (their empty worker groups first).
+fn remove_stale(all: &Path) {
+    let Ok(gateways) = std::fs::read_dir(all) else { return };
+    for gateway in gateways.flatten().filter(|e| e.path().is_dir()) {
+        let name = gateway.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() || Path::new("/proc").join(&name).exists() {
+            continue;
+        }
+        if let Ok(workers) = std::fs::read_dir(gateway.path()) {
+            for w in workers.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::remove_dir(w.path());
+            }
+        }
+        let _ = std::fs::remove_dir(gateway.path());
     }
 }
 

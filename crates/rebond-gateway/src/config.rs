@@ -151,11 +151,14 @@ pub struct WorkerSettings {
     /// Address-space limit of one worker, in MiB.
     #[serde(default = "default_worker_memory")]
     pub memory_mib: u64,
+    /// CPU quota of one worker, in percent of one core (a cgroup; 0: none).
+    #[serde(default = "default_worker_cpu")]
+    pub cpu_percent: u32,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { user: None, memory_mib: default_worker_memory() }
+        Self { user: None, memory_mib: default_worker_memory(), cpu_percent: default_worker_cpu() }
     }
 }
 
@@ -237,6 +240,9 @@ fn default_connect_timeout() -> u64 {
 fn default_wake_timeout() -> u64 {
     120
 }
+fn default_worker_cpu() -> u32 {
+    100
+}
 fn default_worker_memory() -> u64 {
     1024
 }
@@ -286,6 +292,9 @@ impl Config {
         }
         if !(1..=120).contains(&self.connect_timeout_seconds) {
             return Err("connect_timeout_seconds must be between 1 and 120".into());
+        }
+        if self.worker.cpu_percent > 6400 {
+            return Err("worker.cpu_percent must be at most 6400 (64 cores)".into());
         }
         if !(256..=65536).contains(&self.worker.memory_mib) {
             return Err("worker.memory_mib must be between 256 and 65536".into());

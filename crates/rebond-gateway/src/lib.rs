@@ -6,6 +6,7 @@
 //! to the new worker's stdin, and is zeroized.
 //! INVARIANT: a worker's crash ends its own session only.
 
+mod cgroup;
 pub mod config;
 mod metrics;
 pub mod second_factor;
@@ -589,7 +590,7 @@ pub async fn check(config: &Config, user: Option<&str>) -> anyhow::Result<(bool,
         config: config.clone(),
         store: Mutex::new(store),
         sessions: sessions::Registry::new(
-            sessions::WorkerLaunch { exe: PathBuf::new(), account: None, memory_mib: config.worker.memory_mib },
+            sessions::WorkerLaunch { exe: PathBuf::new(), account: None, memory_mib: config.worker.memory_mib, cpu: None },
             Arc::new(metrics::Metrics::default()),
         ),
         draining: AtomicBool::new(false),
@@ -721,7 +722,20 @@ fn worker_launch(config: &Config, exe: PathBuf) -> anyhow::Result<sessions::Work
     if let Some((uid, _)) = account {
         info!(uid, "bounce workers run as an unprivileged account");
     }
-    Ok(sessions::WorkerLaunch { exe, account, memory_mib: config.worker.memory_mib })
+    let cpu = match config.worker.cpu_percent {
+        0 => None,
+        percent => match cgroup::Hierarchy::detect(std::path::Path::new("/sys/fs/cgroup")) {
+            Ok(hierarchy) => {
+                info!(percent, ?hierarchy, "each bounce worker gets a CPU quota");
+                Some((hierarchy, percent))
+            }
+            Err(error) => {
+                warn!(%error, "bounce workers get no CPU quota here (they keep a lower priority than the gateway)");
+                None
+            }
+        },
+    };
+    Ok(sessions::WorkerLaunch { exe, account, memory_mib: config.worker.memory_mib, cpu })
 }
 
 /// The uid and gid of an account, from the system's user database.

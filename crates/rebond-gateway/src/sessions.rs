@@ -194,6 +194,8 @@ pub struct WorkerLaunch {
     /// The unprivileged account (uid, gid) workers run as, when the gateway may switch.
     pub account: Option<(u32, u32)>,
     pub memory_mib: u64,
+    /// Where each worker gets its CPU quota, and how much (percent of one core).
+    pub cpu: Option<(crate::cgroup::Hierarchy, u32)>,
 }
 
 /// The live sessions of this node.
@@ -301,6 +303,16 @@ impl Registry {
             }
         }
         let mut child = cmd.spawn()?;
+        let cpu_group = match (&self.launch.cpu, child.id()) {
+            (Some((hierarchy, percent)), Some(pid)) => match hierarchy.limit(&format!("worker-{pid}"), pid, *percent) {
+                Ok(group) => Some(group),
+                Err(error) => {
+                    warn!(session = id, %error, "cannot give the worker its CPU quota");
+                    None
+                }
+            },
+            _ => None,
+        };
         let mut stdin = child.stdin.take().expect("piped");
         let mut stdout = child.stdout.take().expect("piped");
         let (to_worker, mut worker_rx) = mpsc::channel::<ToWorker>(1024);
@@ -347,6 +359,7 @@ impl Registry {
                     child.wait().await
                 }
             };
+            drop(cpu_group); // the group can go once the worker has exited
             let _ = exit_tx.send(status);
         });
 

@@ -54,6 +54,22 @@ async fn a_worker_that_breaks_its_sandbox_is_stopped_and_reported() {
         assert_eq!(proc_field(&pid, "status", "Seccomp:"), "Seccomp:\t2");
         assert!(proc_field(&pid, "limits", "Max address space").contains("1073741824"));
         assert!(proc_field(&pid, "limits", "Max core file size").contains(" 0 "));
+        // A CPU quota of one core, where this machine has a cgroup CPU controller.
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let quota = if let Some(line) = cgroups.lines().find(|l| l.contains(":cpu:") || l.contains(":cpu,")) {
+            let dir = line.rsplit(':').next().unwrap();
+            std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{dir}/cpu.cfs_quota_us")).ok()
+        } else {
+            None
+        };
+        let v2_quota = cgroups.lines().find(|l| l.starts_with("0::/rebond-workers/")).and_then(|l| std::fs::read_to_string(format!("/sys/fs/cgroup{}/cpu.max", &l[3..])).ok());
+        let log = s.gw.log_text();
+        if log.contains("each bounce worker gets a CPU quota") {
+            let quota = quota.or(v2_quota).unwrap_or_else(|| panic!("no quota for the worker: {cgroups}"));
+            assert!(quota.starts_with("100000"), "one core: {quota}");
+        } else {
+            assert!(log.contains("bounce workers get no CPU quota here"), "{log}");
+        }
 
         // The victim's worker tries the forbidden action once connected: it is killed.
         let (report, _) = probe(&s.gw, &victim, &victim_password, None, 1).await;
