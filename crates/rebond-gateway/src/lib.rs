@@ -527,7 +527,11 @@ impl Gateway {
         let (tls, fingerprint) = tls::server_config(self.config.tls.as_ref(), &self.config.data_dir)?;
         let listen = self.config.listen;
         let handle = axum_server::Handle::new();
-        let server = axum_server::bind_rustls(listen, axum_server::tls_rustls::RustlsConfig::from_config(tls))
+        // TCP_NODELAY: a keystroke's echo is a few small writes; none may wait for an ACK.
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(tls))
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        let server = axum_server::bind(listen)
+            .acceptor(acceptor)
             .handle(handle.clone())
             .serve(web::router(self.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>());
         let pid_file = self.config.data_dir.join("rebond.pid");

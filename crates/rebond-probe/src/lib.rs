@@ -61,6 +61,13 @@ pub struct ProbeReport {
     pub pointer_shapes: u64,
     /// The progress stages the gateway reported, in order (5: waking the workstation).
     pub stages: Vec<u8>,
+    /// Frames per second after the first frame.
+    pub frames_per_second: f64,
+    /// Key pressed → the end of the next frame, as the page sees it (milliseconds):
+    /// median, 99th percentile, and how many keys were measured.
+    pub key_to_frame_median_ms: Option<f64>,
+    pub key_to_frame_p99_ms: Option<f64>,
+    pub key_to_frame_samples: usize,
     /// Seconds measured after the first frame.
     pub measured_seconds: f64,
     /// Bytes per second to the browser after the first frame.
@@ -150,6 +157,16 @@ pub async fn next_message(ws: &mut Socket) -> anyhow::Result<Option<Downlink>> {
     }
 }
 
+/// The `q` quantile (nearest rank) of `values`, if any.
+pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
 /// Runs a probe. Network trouble reaching the gateway is an `Err`; everything the
 /// gateway answers (including refusals) is in the report.
 pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer)> {
@@ -173,6 +190,7 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
         opts.type_text.as_deref().map(parse_keys).transpose()?.unwrap_or_default().into();
     let mut first_frame: Option<Instant> = None;
     let mut bytes_after_first = 0u64;
+    let (mut frames_after_first, mut keys_waiting, mut latencies) = (0u64, Vec::<Instant>::new(), Vec::<f64>::new());
     let mut key_timer = tokio::time::interval(Duration::from_millis(opts.key_interval_ms.max(1)));
     let overall = tokio::time::sleep(opts.duration + Duration::from_secs(60));
     tokio::pin!(overall);
@@ -213,6 +231,11 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                     }
                     Ok(Downlink::FrameEnd { seq }) => {
                         report.frames += 1;
+                        let now = Instant::now();
+                        latencies.extend(keys_waiting.drain(..).map(|k| now.duration_since(k).as_secs_f64() * 1000.0));
+                        if first_frame.is_some() {
+                            frames_after_first += 1;
+                        }
                         if first_frame.is_none() {
                             first_frame = Some(Instant::now());
                             report.time_to_first_frame_ms = Some(started.elapsed().as_millis() as u64);
@@ -240,6 +263,9 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                 let k = keys.pop_front().expect("not empty");
                 let _ = ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down }.encode().into())).await;
                 report.keys_sent += 1;
+                if k.down {
+                    keys_waiting.push(Instant::now());
+                }
             }
             _ = until_end => break,
             _ = &mut overall => break,
@@ -249,8 +275,12 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
         report.measured_seconds = t.elapsed().as_secs_f64();
         if report.measured_seconds > 0.0 {
             report.bytes_per_second = bytes_after_first as f64 / report.measured_seconds;
+            report.frames_per_second = frames_after_first as f64 / report.measured_seconds;
         }
     }
+    report.key_to_frame_samples = latencies.len();
+    report.key_to_frame_median_ms = percentile(&mut latencies, 0.5);
+    report.key_to_frame_p99_ms = percentile(&mut latencies, 0.99);
     let _ = ws.close(None).await;
     if let Some(path) = &opts.screenshot {
         if fb.width > 0 {

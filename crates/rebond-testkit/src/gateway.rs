@@ -52,6 +52,11 @@ impl Gateway {
         Ok(Self { exe: exe.to_owned(), data, port, ip: host.ip.clone(), log, proc })
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     pub fn url(&self) -> String {
         format!("https://{}:{}", self.ip, self.port)
     }
