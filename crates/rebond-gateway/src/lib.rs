@@ -47,6 +47,14 @@ pub struct Gateway {
     throttle: Mutex<(rebond_policy::SignInThrottle, rebond_policy::ThrottleLimits)>,
     /// Seals second-factor secrets (when a policy asks for a second factor).
     secret_box: Option<second_factor::SecretBox>,
+    /// Local password checks at once (Argon2id takes 19 MiB and tens of milliseconds
+    /// each): a sign-in storm queues here instead of taking all memory and cores.
+    password_checks: tokio::sync::Semaphore,
+}
+
+/// Concurrent local password checks: one per core.
+fn password_check_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Why a second factor did not let a person in yet.
@@ -163,6 +171,7 @@ impl Gateway {
             directory,
             throttle: Mutex::new((rebond_policy::SignInThrottle::default(), limits)),
             secret_box,
+            password_checks: tokio::sync::Semaphore::new(password_check_slots()),
         }))
     }
 
@@ -211,7 +220,9 @@ impl Gateway {
             }
             let gw = self.clone();
             let (user, password) = (account_key.clone(), password.clone());
+            let slot = self.password_checks.acquire().await.map_err(|_| Refusal::from(ErrorCode::SignInUnavailable))?;
             let verdict = tokio::task::spawn_blocking(move || gw.local_sign_in(&user, &password)).await.unwrap_or(Err(ErrorCode::SignInUnavailable));
+            drop(slot);
             match &verdict {
                 Err(ErrorCode::BadCredentials) => self.throttle.lock().unwrap().0.failed(&account_key, from, now),
                 Ok(_) => self.throttle.lock().unwrap().0.succeeded(&account_key),
@@ -524,6 +535,7 @@ impl Gateway {
     /// sessions given until the deadline to end, the rest closed politely.
     pub async fn serve(self: Arc<Self>) -> anyhow::Result<()> {
         no_core_dumps();
+        return_large_blocks_to_the_system();
         let (tls, fingerprint) = tls::server_config(self.config.tls.as_ref(), &self.config.data_dir)?;
         let listen = self.config.listen;
         let handle = axum_server::Handle::new();
@@ -615,6 +627,7 @@ pub async fn check(config: &Config, user: Option<&str>) -> anyhow::Result<(bool,
         },
         throttle: Mutex::new((rebond_policy::SignInThrottle::default(), rebond_policy::ThrottleLimits::lockout_unknown())),
         secret_box: None,
+        password_checks: tokio::sync::Semaphore::new(1),
     };
     let (mut ok, account) = match &gw.directory {
         Some(ad) => ad.check(user, &mut report).await,
@@ -678,6 +691,18 @@ fn no_core_dumps() {
     let ok = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) == 0 && libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 };
     if !ok {
         warn!(error = %std::io::Error::last_os_error(), "cannot turn off core dumps");
+    }
+}
+
+/// Each password check takes 19 MiB (Argon2id). glibc raises its mmap threshold after
+/// such a block is freed and then keeps the next ones in each thread's arena: 19 MiB
+/// resident per thread that ever checked a password. A fixed threshold gives large
+/// blocks back to the system when they are freed.
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before the serving starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
