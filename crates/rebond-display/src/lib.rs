@@ -9,8 +9,6 @@
 //! every region sent as PNG, and the encoder's shadow copy equals the framebuffer
 //! on every tile it sent.
 
-use std::collections::HashMap;
-
 use rebond_wire::ImageCodec;
 
 /// Side of a damage tile, in pixels.
@@ -189,11 +187,10 @@ impl Encoder {
         }
         let (x, y, w, h) = self.tile_rect(col, row);
         let stride = usize::from(self.width) * 4;
-        let mut seen = HashMap::with_capacity(PALETTE_LIMIT + 1);
+        let mut seen = Palette::new();
         for line in y..y + h {
             for px in frame[line * stride + x * 4..line * stride + (x + w) * 4].chunks_exact(4) {
-                seen.insert(rgb(px), ());
-                if seen.len() > PALETTE_LIMIT {
+                if seen.index_of(rgb(px)).is_none() {
                     return Class::Rich;
                 }
             }
@@ -214,6 +211,53 @@ impl Encoder {
     }
 }
 
+/// The colours of a region, up to [`PALETTE_LIMIT`], each with its index. Text and UI
+/// come in runs of one colour, so the last colour is checked first; the others are in a
+/// small open-addressed table (this lookup is the encoder's inner loop: a general hash
+/// map made it 57 % of a worker's time on a terminal flood).
+struct Palette {
+    colours: Vec<u32>,
+    /// Index + 1 of the colour in `colours`, 0 for an empty slot.
+    slots: [u16; Self::SLOTS],
+    last: (u32, u8),
+}
+
+impl Palette {
+    const SLOTS: usize = 1024;
+
+    fn new() -> Self {
+        Self { colours: Vec::with_capacity(PALETTE_LIMIT), slots: [0; Self::SLOTS], last: (u32::MAX, 0) }
+    }
+
+    /// The colour's index; `None` once a region has more than [`PALETTE_LIMIT`] colours.
+    fn index_of(&mut self, colour: u32) -> Option<u8> {
+        if colour == self.last.0 {
+            return Some(self.last.1);
+        }
+        let mut slot = (colour.wrapping_mul(0x9E37_79B1) >> 22) as usize;
+        loop {
+            match self.slots[slot] {
+                0 => {
+                    if self.colours.len() == PALETTE_LIMIT {
+                        return None;
+                    }
+                    self.colours.push(colour);
+                    self.slots[slot] = self.colours.len() as u16;
+                    let index = (self.colours.len() - 1) as u8;
+                    self.last = (colour, index);
+                    return Some(index);
+                }
+                i if self.colours[usize::from(i) - 1] == colour => {
+                    let index = (i - 1) as u8;
+                    self.last = (colour, index);
+                    return Some(index);
+                }
+                _ => slot = (slot + 1) % Self::SLOTS,
+            }
+        }
+    }
+}
+
 fn rgb(px: &[u8]) -> u32 {
     u32::from(px[0]) << 16 | u32::from(px[1]) << 8 | u32::from(px[2])
 }
@@ -227,30 +271,24 @@ fn crop_rgb(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) -> imp
 
 /// Lossless: palette-indexed when the region has few colours, RGB otherwise.
 pub fn encode_png(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) -> Vec<u8> {
-    let mut palette: HashMap<u32, u8> = HashMap::with_capacity(PALETTE_LIMIT);
+    let mut palette = Palette::new();
     let mut indexed = Vec::with_capacity(usize::from(w) * usize::from(h));
+    let mut few_colours = true;
     for px in crop_rgb(frame, stride_px, x, y, w, h) {
-        let next = palette.len();
-        if next > PALETTE_LIMIT {
-            break;
+        match palette.index_of(rgb(px)) {
+            Some(i) => indexed.push(i),
+            None => {
+                few_colours = false;
+                break;
+            }
         }
-        let idx = *palette.entry(rgb(px)).or_insert(next as u8);
-        if palette.len() > PALETTE_LIMIT {
-            break;
-        }
-        indexed.push(idx);
     }
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, u32::from(w), u32::from(h));
     enc.set_compression(png::Compression::Fast);
-    let data = if palette.len() <= PALETTE_LIMIT {
-        let mut pal = vec![0u8; palette.len() * 3];
-        for (color, idx) in &palette {
-            let i = usize::from(*idx) * 3;
-            pal[i..i + 3].copy_from_slice(&[(color >> 16) as u8, (color >> 8) as u8, *color as u8]);
-        }
+    let data = if few_colours {
         enc.set_color(png::ColorType::Indexed);
-        enc.set_palette(pal);
+        enc.set_palette(palette.colours.iter().flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, *c as u8]).collect::<Vec<u8>>());
         indexed
     } else {
         enc.set_color(png::ColorType::Rgb);
@@ -288,3 +326,21 @@ pub fn encode_rgba_png(rgba: &[u8], width: u16, height: u16) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod palette_tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_stable_and_the_limit_holds() {
+        let mut p = Palette::new();
+        for c in 0..PALETTE_LIMIT as u32 {
+            assert_eq!(p.index_of(c * 7919), Some(c as u8));
+        }
+        for c in (0..PALETTE_LIMIT as u32).rev() {
+            assert_eq!(p.index_of(c * 7919), Some(c as u8), "found again");
+        }
+        assert_eq!(p.index_of(u32::MAX - 1), None, "the 257th colour");
+        assert_eq!(p.index_of(5 * 7919), Some(5));
+    }
+}
