@@ -9,6 +9,7 @@
 mod cgroup;
 pub mod config;
 mod metrics;
+mod routing;
 pub mod second_factor;
 mod sessions;
 pub mod tls;
@@ -189,7 +190,7 @@ impl Gateway {
                 return Err(ErrorCode::SignInUnavailable);
             }
         };
-        let route = self.route_override(user)?;
+        let route = routing::route_override(&self.config, &self.store.lock().unwrap(), user)?;
         Ok(SignedIn { user: user.to_owned(), domain: None, groups, route })
     }
 
@@ -247,9 +248,12 @@ impl Gateway {
                 *limits = rebond_policy::ThrottleLimits::below(Some(lockout));
             }
         }
-        let route = match self.route_override(&account.user)? {
+        let route = match routing::route_override(&self.config, &self.store.lock().unwrap(), &account.user)? {
             Some(r) => Some(r),
-            None => account.workstation.as_deref().map(|host| self.directory_route(host)).transpose()?,
+            None => {
+                let d = self.config.directory.as_ref().expect("a directory sign-in has a directory");
+                account.workstation.as_deref().map(|host| routing::directory_route(d, host)).transpose()?
+            }
         };
         Ok(SignedIn { user: account.user, domain: Some(settings.netbios_domain.clone()), groups: account.groups, route })
     }
@@ -295,66 +299,6 @@ impl Gateway {
                 Err(SecondFactorRefusal::Wrong)
             }
         }
-    }
-
-    /// The workstations a person may choose from: their own first, then those offered
-    /// to their groups (`workstation_choices`), each once.
-    pub(crate) fn workstation_choices(&self, groups: &[String], own: Option<&Route>) -> Vec<Route> {
-        let mut choices: Vec<Route> = own.cloned().into_iter().collect();
-        for c in self.config.workstation_choices.iter().filter(|c| groups.iter().any(|g| g.eq_ignore_ascii_case(&c.group))) {
-            let trust = match &c.ca_file {
-                Some(ca) => Trust::CaFile(ca.display().to_string()),
-                None => Trust::Insecure,
-            };
-            for w in &c.workstations {
-                if let Ok(r) = Route::parse_url(w, trust.clone()) {
-                    if !choices.iter().any(|x| x.url() == r.url()) {
-                        choices.push(r);
-                    }
-                }
-            }
-        }
-        choices
-    }
-
-    /// The route of a workstation named by the directory.
-    fn directory_route(&self, host: &str) -> Result<Route, ErrorCode> {
-        let d = self.config.directory.as_ref().expect("directory routes exist only with a directory");
-        let trust = match &d.workstation_ca_file {
-            Some(ca) => Trust::CaFile(ca.display().to_string()),
-            None => Trust::Insecure,
-        };
-        let valid = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
-        if !valid {
-            warn!(%host, "the directory names a workstation that is not a host name");
-            return Err(ErrorCode::NoWorkstation);
-        }
-        Ok(Route { host: host.to_owned(), port: d.workstation_port, trust, wake: None })
-    }
-
-    /// A route from the configuration or the route table, which override the directory.
-    fn route_override(&self, user: &str) -> Result<Option<Route>, ErrorCode> {
-        if let Some(r) = self.config.routes.iter().find(|r| rebond_directory::normalize_user(&r.user) == user) {
-            let trust = if let Some(ca) = &r.ca_file {
-                Trust::CaFile(ca.display().to_string())
-            } else if let Some(pin) = &r.pin_sha256 {
-                Trust::Pinned(pin.clone())
-            } else {
-                Trust::Insecure
-            };
-            let route = Route::parse_url(&r.workstation, trust).and_then(|mut route| {
-                route.wake = r.wake_mac.as_deref().map(|mac| rebond_directory::Wake::parse(mac, r.wake_address.as_deref())).transpose()?;
-                Ok(route)
-            });
-            return route.map(Some).map_err(|e| {
-                warn!(error = %e, %user, "invalid route in the configuration");
-                ErrorCode::NoWorkstation
-            });
-        }
-        self.store.lock().unwrap().route(user).map_err(|e| {
-            warn!(error = %e, %user, "cannot read the route table");
-            ErrorCode::NoWorkstation
-        })
     }
 
     /// The start request for a new worker, as JSON. Holds the password: zeroized on drop.
@@ -602,34 +546,14 @@ impl Gateway {
 pub async fn check(config: &Config, user: Option<&str>) -> anyhow::Result<(bool, Vec<String>)> {
     let mut report = Vec::new();
     let store = open_store(&config.data_dir)?;
-    let gw = Gateway {
-        config: config.clone(),
-        store: Mutex::new(store),
-        sessions: sessions::Registry::new(
-            sessions::WorkerLaunch { exe: PathBuf::new(), account: None, memory_mib: config.worker.memory_mib, cpu: None },
-            Arc::new(metrics::Metrics::default()),
-        ),
-        draining: AtomicBool::new(false),
-        metrics: Arc::new(metrics::Metrics::default()),
-        state: rebond_state::State::open_sqlite(&config.data_dir.join("rebond.sqlite3"))?,
-        node: "check".into(),
-        run_id: String::new(),
-        watchers: std::sync::atomic::AtomicUsize::new(0),
-        directory: match &config.directory {
-            Some(d) => match active_directory(d) {
-                Ok(ad) => Some(ad),
-                Err(e) => {
-                    report.push(format!("FAIL  directory configuration: {e:#}"));
-                    return Ok((false, report));
-                }
-            },
-            None => None,
-        },
-        throttle: Mutex::new((rebond_policy::SignInThrottle::default(), rebond_policy::ThrottleLimits::lockout_unknown())),
-        secret_box: None,
-        password_checks: tokio::sync::Semaphore::new(1),
+    let directory = match config.directory.as_ref().map(active_directory).transpose() {
+        Ok(d) => d,
+        Err(e) => {
+            report.push(format!("FAIL  directory configuration: {e:#}"));
+            return Ok((false, report));
+        }
     };
-    let (mut ok, account) = match &gw.directory {
+    let (mut ok, account) = match &directory {
         Some(ad) => ad.check(user, &mut report).await,
         None => {
             report.push("ok    directory: the local store (no [directory] configured)".into());
@@ -639,18 +563,22 @@ pub async fn check(config: &Config, user: Option<&str>) -> anyhow::Result<(bool,
     let Some(typed) = user else { return Ok((ok, report)) };
     let (name, groups, directory_host) = match account {
         Some(a) => (a.user, a.groups, a.workstation),
-        None if gw.directory.is_some() => return Ok((false, report)),
+        None if directory.is_some() => return Ok((false, report)),
         None => {
             let name = rebond_directory::normalize_user(typed);
-            let groups = gw.store.lock().unwrap().groups(&name).unwrap_or_default();
+            let groups = store.groups(&name).unwrap_or_default();
             (name, groups, None)
         }
     };
     let policy = rebond_policy::policy_for(&config.policies, &groups);
     report.push(format!("ok    policy: {}", policy.map_or("default (no policy names their groups)", |p| p.name.as_str())));
-    let route = match gw.route_override(&name) {
+    let route = match routing::route_override(config, &store, &name) {
         Ok(Some(r)) => Some((r, "the route table")),
-        Ok(None) => directory_host.as_deref().and_then(|h| gw.directory_route(h).ok()).map(|r| (r, "the directory")),
+        Ok(None) => directory_host
+            .as_deref()
+            .zip(config.directory.as_ref())
+            .and_then(|(h, d)| routing::directory_route(d, h).ok())
+            .map(|r| (r, "the directory")),
         Err(_) => None,
     };
     let Some((route, from)) = route else {

@@ -246,7 +246,7 @@ async fn sign_in(
     let crate::SignedIn { user, domain, groups, route } = signed_in;
     // The gateway decides where a person goes: their route, or one of the workstations
     // their group may choose from. A page asking for any other host is refused.
-    let choices = gw.workstation_choices(&groups, route.as_ref());
+    let choices = crate::routing::workstation_choices(&gw.config, &groups, route.as_ref());
     let route = match req.workstation.as_deref() {
         None if choices.len() > 1 => {
             let mut extra = serde_json::Map::new();
