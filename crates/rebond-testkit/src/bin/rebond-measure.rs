@@ -55,12 +55,7 @@ fn directory_target(exe: &std::path::Path, samba: &Samba) -> anyhow::Result<Targ
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+    rebond_probe::percentile(&mut v, 0.5).unwrap_or(f64::NAN)
 }
 
 fn main() -> anyhow::Result<()> {

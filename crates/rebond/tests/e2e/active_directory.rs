@@ -175,17 +175,9 @@ async fn a_directory_user_lands_on_their_own_workstation_with_single_sign_on() {
     // The real page: a directory account signs in and sees its workstation's desktop.
     let chromium = Chromium::start("en-US", 1280, 800).unwrap();
     let mut page = chromium.page().await.unwrap();
-    page.navigate(&gw.url()).await.unwrap();
-    page.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
-    let js = format!(
-        "document.getElementById('user').value = 'bob@test.lan'; document.getElementById('password').value = {}; \
-         document.getElementById('sign-in').requestSubmit(); true",
-        serde_json::json!(PASSWORD)
-    );
-    page.eval(&js).await.unwrap();
-    page.wait_for("!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width", Duration::from_secs(30))
-        .await
-        .unwrap();
+    open_sign_in(&mut page, &gw).await;
+    submit_sign_in(&mut page, "bob@test.lan", PASSWORD).await;
+    wait_for_desktop(&mut page).await;
     assert_eq!(page.eval("document.getElementById('screen').width").await.unwrap(), 1280);
     drop(workstations);
 }

@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rebond_testkit::browser::{Chromium, Page};
-use serde_json::json;
+use rebond_testkit::browser::Chromium;
 
 use crate::common::*;
 
@@ -22,16 +21,6 @@ fn code_of(c: char) -> (String, String) {
     }
 }
 
-async fn submit(page: &mut Page, user: &str, password: &str) {
-    let js = format!(
-        "document.getElementById('user').value = {}; document.getElementById('password').value = {}; \
-         document.getElementById('sign-in').requestSubmit(); true",
-        json!(user),
-        json!(password)
-    );
-    page.eval(&js).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn page_signs_in_shows_the_desktop_and_types() {
     let Setup { user, password, ws, gw } = Setup::tls();
@@ -39,13 +28,12 @@ async fn page_signs_in_shows_the_desktop_and_types() {
     let chromium = Chromium::start("fr-FR", 1280, 800).unwrap();
     let mut page = chromium.page().await.unwrap();
     page.set_language("fr-FR").await.unwrap();
-    page.navigate(&gw.url()).await.unwrap();
-    page.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
+    open_sign_in(&mut page, &gw).await;
     let heading = page.eval("document.getElementById('heading').textContent").await.unwrap();
     assert_eq!(heading, "Connectez-vous pour retrouver votre poste de travail");
 
     // A wrong password: one clear sentence, in French, with its code.
-    submit(&mut page, &user, "not-the-password").await;
+    submit_sign_in(&mut page, &user, "not-the-password").await;
     page.wait_for("!document.getElementById('error').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
     let sentence = page.eval("document.getElementById('error-sentence').textContent").await.unwrap();
     assert_eq!(sentence, "Nom d'utilisateur ou mot de passe incorrect.");
@@ -53,13 +41,8 @@ async fn page_signs_in_shows_the_desktop_and_types() {
 
     // Then the right one: the desktop fills the page.
     page.eval("document.getElementById('again').click(); true").await.unwrap();
-    submit(&mut page, &user, &password).await;
-    page.wait_for(
-        "!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width",
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    submit_sign_in(&mut page, &user, &password).await;
+    wait_for_desktop(&mut page).await;
     assert_eq!(page.eval("document.getElementById('screen').width").await.unwrap(), 1280);
     assert_eq!(page.eval("document.getElementById('password').value").await.unwrap(), "", "the page forgets the password");
 

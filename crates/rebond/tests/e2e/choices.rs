@@ -25,21 +25,12 @@ async fn a_hot_desk_group_chooses_its_workstation_in_the_page() {
     // In the page: the person picks the hot desk and works there.
     let chromium = Chromium::start("en-US", 1280, 800).unwrap();
     let mut page = chromium.page().await.unwrap();
-    page.navigate(&s.gw.url()).await.unwrap();
-    page.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
-    let js = format!(
-        "document.getElementById('user').value = {}; document.getElementById('password').value = {}; \
-         document.getElementById('sign-in').requestSubmit(); true",
-        json!(s.user),
-        json!(s.password)
-    );
-    page.eval(&js).await.unwrap();
+    open_sign_in(&mut page, &s.gw).await;
+    submit_sign_in(&mut page, &s.user, &s.password).await;
     page.wait_for("!document.getElementById('choose').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
     let pick = format!("document.querySelector('#choices button[data-workstation=\"{}\"]').click(); true", desk.url());
     page.eval(&pick).await.unwrap();
-    page.wait_for("!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width", Duration::from_secs(30))
-        .await
-        .unwrap();
+    wait_for_desktop(&mut page).await;
     let log = s.gw.log_text();
     assert!(log.contains(&format!("workstation={}", desk.url())), "{log}");
 }

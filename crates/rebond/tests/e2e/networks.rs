@@ -55,21 +55,9 @@ async fn home_reaches_only_the_gateway_and_the_desktop_works() {
     // The real page, in Chromium at home: it signs in and shows the desktop...
     let chromium = Chromium::start_on(&net.home, "en-US", 1280, 800).unwrap();
     let mut page = chromium.page().await.unwrap();
-    page.navigate(&gw.url()).await.unwrap();
-    page.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
-    let js = format!(
-        "document.getElementById('user').value = {}; document.getElementById('password').value = {}; \
-         document.getElementById('sign-in').requestSubmit(); true",
-        serde_json::json!(user),
-        serde_json::json!(password)
-    );
-    page.eval(&js).await.unwrap();
-    page.wait_for(
-        "!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width",
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    open_sign_in(&mut page, &gw).await;
+    submit_sign_in(&mut page, &user, &password).await;
+    wait_for_desktop(&mut page).await;
     assert_eq!(page.eval("document.getElementById('screen').width").await.unwrap(), 1280);
 
     // ...and the browser itself reaches nothing at the office, nor the gateway's office

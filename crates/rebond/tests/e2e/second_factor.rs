@@ -84,15 +84,8 @@ async fn the_page_enrols_with_a_qr_code_then_shows_the_desktop() {
     let chromium = Chromium::start("fr-FR", 1280, 800).unwrap();
     let mut page = chromium.page().await.unwrap();
     page.set_language("fr-FR").await.unwrap();
-    page.navigate(&s.gw.url()).await.unwrap();
-    page.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
-    let js = format!(
-        "document.getElementById('user').value = {}; document.getElementById('password').value = {}; \
-         document.getElementById('sign-in').requestSubmit(); true",
-        json!(s.user),
-        json!(s.password)
-    );
-    page.eval(&js).await.unwrap();
+    open_sign_in(&mut page, &s.gw).await;
+    submit_sign_in(&mut page, &s.user, &s.password).await;
     page.wait_for("!document.getElementById('second-factor').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
     // The QR code is drawn, the instructions are in French, the password is not kept in the form.
     page.wait_for("document.getElementById('qr').complete && document.getElementById('qr').naturalWidth > 0", Duration::from_secs(5)).await.unwrap();
@@ -108,7 +101,5 @@ async fn the_page_enrols_with_a_qr_code_then_shows_the_desktop() {
     page.eval(&format!("document.getElementById('code').value = '{code}'; document.getElementById('second-factor').requestSubmit(); true"))
         .await
         .unwrap();
-    page.wait_for("!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width", Duration::from_secs(30))
-        .await
-        .unwrap();
+    wait_for_desktop(&mut page).await;
 }
