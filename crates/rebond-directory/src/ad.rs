@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use rebond_wire::ErrorCode;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 /// Where and how to reach the domain.
@@ -352,7 +352,7 @@ async fn search(ldap: &mut ldap3::Ldap, base: &str, scope: Scope, filter: &str, 
         .and_then(|r| r.success())
         .map_err(|e| AdError::Ldap(format!("search {filter}: {e}")))?;
     let found: Vec<SearchEntry> = entries.into_iter().filter(|e| !e.is_ref()).map(SearchEntry::construct).collect();
-    info!(filter, found = found.len(), "directory search");
+    debug!(filter, found = found.len(), "directory search");
     Ok(found)
 }
 

@@ -111,35 +111,47 @@ fn refused(gw: &Gateway, who: Attempt<'_>, status: StatusCode, code: ErrorCode, 
 fn refused_with(gw: &Gateway, who: Attempt<'_>, status: StatusCode, code: ErrorCode, lang: Lang, extra: serde_json::Map<String, serde_json::Value>) -> Response {
     gw.metrics.sign_in(code.name());
     gw.audit("sign_in", who.user, serde_json::json!({ "outcome": code.name(), "number": code as u16, "peer": who.peer.to_string() }));
-    let mut body = serde_json::json!({ "code": code.name(), "number": code as u16, "message": code.sentence(lang) });
-    if let Some(b) = body.as_object_mut() {
-        b.extend(extra);
-    }
-    (status, Json(body)).into_response()
+    refusal_with(status, code, lang, extra)
 }
 
-fn refusal(status: StatusCode, code: ErrorCode, lang: Lang) -> Response {
-    let body = serde_json::json!({ "code": code.name(), "number": code as u16, "message": code.sentence(lang) });
-    (status, Json(body)).into_response()
+/// The page's answer to a refused request: the code, its number and its sentence (and
+/// `extra` fields, which may replace the sentence).
+fn refusal_with(status: StatusCode, code: ErrorCode, lang: Lang, extra: serde_json::Map<String, serde_json::Value>) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("code".into(), code.name().into());
+    body.insert("number".into(), (code as u16).into());
+    body.insert("message".into(), code.sentence(lang).into());
+    body.extend(extra);
+    (status, Json(serde_json::Value::Object(body))).into_response()
 }
 
 /// The page must show a QR code or ask for a code, or the code was wrong.
 fn second_factor_refusal(gw: &Gateway, who: Attempt<'_>, refusal: crate::SecondFactorRefusal, lang: Lang) -> Response {
     use crate::second_factor::Challenge;
-    let (code, extra) = match refusal {
-        crate::SecondFactorRefusal::Challenge(Challenge::Code) => (ErrorCode::SecondFactorRequired, serde_json::json!({ "second_factor": "code" })),
+    let mut extra = serde_json::Map::new();
+    let code = match refusal {
+        crate::SecondFactorRefusal::Challenge(Challenge::Code) => {
+            extra.insert("second_factor".into(), "code".into());
+            ErrorCode::SecondFactorRequired
+        }
         crate::SecondFactorRefusal::Challenge(Challenge::Enrol { otpauth, secret_base32, qr_svg }) => {
             use base64::Engine as _;
             let qr = format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(qr_svg));
-            (ErrorCode::SecondFactorRequired, serde_json::json!({ "second_factor": "enrol", "otpauth": otpauth, "secret": secret_base32, "qr": qr }))
+            extra.insert("second_factor".into(), "enrol".into());
+            extra.insert("otpauth".into(), otpauth.into());
+            extra.insert("secret".into(), secret_base32.into());
+            extra.insert("qr".into(), qr.into());
+            ErrorCode::SecondFactorRequired
         }
-        crate::SecondFactorRefusal::Wrong => (ErrorCode::SecondFactorWrong, serde_json::json!({ "second_factor": "code" })),
+        crate::SecondFactorRefusal::Wrong => {
+            extra.insert("second_factor".into(), "code".into());
+            ErrorCode::SecondFactorWrong
+        }
         crate::SecondFactorRefusal::Unavailable => {
             return refused(gw, who, StatusCode::SERVICE_UNAVAILABLE, ErrorCode::SignInUnavailable, lang);
         }
     };
     info!(peer = %who.peer, user = %who.user, outcome = %code, "sign-in waits for the second factor");
-    let serde_json::Value::Object(extra) = extra else { unreachable!("built as objects above") };
     refused_with(gw, who, StatusCode::UNAUTHORIZED, code, lang, extra)
 }
 
@@ -304,7 +316,7 @@ fn rebond_rdp_layout(language: &str) -> u32 {
 
 async fn sign_out(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     if !same_origin(&headers) {
-        return refusal(StatusCode::FORBIDDEN, ErrorCode::BadRequest, lang_of(&headers));
+        return refusal_with(StatusCode::FORBIDDEN, ErrorCode::BadRequest, lang_of(&headers), serde_json::Map::new());
     }
     if let Some(token) = token_from(&headers) {
         gw.sessions.sign_out(&hash_token(&token));
