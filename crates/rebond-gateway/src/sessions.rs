@@ -42,14 +42,11 @@ fn same_key(a: &SocketKey, b: &SocketKey) -> bool {
 
 /// The key a page offers in its WebSocket subprotocols (`rebond.key.<hex>`), if any.
 pub fn offered_socket_key(protocols: &str) -> Option<SocketKey> {
-    let hex_key = protocols.split(',').find_map(|p| p.trim().strip_prefix(SOCKET_KEY_PROTOCOL_PREFIX))?;
+    let hex_key = protocols.split(',').find_map(|p| p.trim().strip_prefix(rebond_wire::SOCKET_KEY_PROTOCOL_PREFIX))?;
     let mut key = [0u8; rebond_wire::SOCKET_KEY_LEN];
     hex::decode_to_slice(hex_key, &mut key).ok()?;
     Some(key)
 }
-
-/// Subprotocol prefix under which a page offers its socket key.
-pub const SOCKET_KEY_PROTOCOL_PREFIX: &str = "rebond.key.";
 
 pub fn hash_token(token: &str) -> TokenHash {
     use sha2::Digest as _;

@@ -127,7 +127,7 @@ impl Client {
     pub async fn open_socket_with_key(&self, key: Option<[u8; rebond_wire::SOCKET_KEY_LEN]>) -> anyhow::Result<Socket> {
         let stream = http::connect_tls(&self.target, self.tls.clone()).await?;
         let protocols = match key {
-            Some(k) => format!("{SUBPROTOCOL}, rebond.key.{}", hex::encode(k)),
+            Some(k) => format!("{SUBPROTOCOL}, {}{}", rebond_wire::SOCKET_KEY_PROTOCOL_PREFIX, hex::encode(k)),
             None => SUBPROTOCOL.to_owned(),
         };
         let request = tokio_tungstenite::tungstenite::http::Request::builder()

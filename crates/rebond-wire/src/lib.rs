@@ -244,6 +244,9 @@ pub enum Downlink {
 
 /// Length of a [`Downlink::SocketKey`].
 pub const SOCKET_KEY_LEN: usize = 16;
+/// A reconnecting page offers its socket key as the WebSocket subprotocol
+/// `rebond.key.<32 lowercase hex digits>`, next to [`SUBPROTOCOL`].
+pub const SOCKET_KEY_PROTOCOL_PREFIX: &str = "rebond.key.";
 
 /// Announcements shown over the desktop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
