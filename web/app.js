@@ -1,5 +1,8 @@
 // Rebond page: sign-in, then the session socket. Only input, resize, frame
-// acknowledgements and keepalives go up (see docs/protocol.md).
+// acknowledgements, keepalives and (when the policy allows it and the person
+// switched it on) microphone sound go up (see docs/protocol.md).
+
+import { Sound } from './sound.js';
 
 const SUBPROTOCOL = 'rebond.v1';
 const $ = (id) => document.getElementById(id);
@@ -36,6 +39,7 @@ const T = { // uplink message types
 const D = { // downlink message types
   HELLO: 0x01, STATUS: 0x02, SIZE: 0x03, TILE: 0x04, FRAME_END: 0x05, POINTER: 0x06,
   POINTER_HIDDEN: 0x07, POINTER_DEFAULT: 0x08, ERROR: 0x09, NOTICE: 0x0a, SOCKET_KEY: 0x0b,
+  SOUND_SETTINGS: 0x0c, SPEAKER: 0x0d,
 };
 const CODEC_MIME = { 1: 'image/png', 2: 'image/jpeg' };
 
@@ -53,6 +57,7 @@ let pointerUrl = null;
 let lastMove = 0;
 let noticeTimer = null;
 let awaitingFrame = false;
+let sound = null;
 
 const canvas = $('screen');
 const ctx = canvas.getContext('2d', { alpha: false });
@@ -89,6 +94,7 @@ function showProgress(key, stage) {
 
 function showError(number, message) {
   ended = true;
+  if (sound) sound.stop();
   const e = (texts[lang] && texts[lang].errors && texts[lang].errors[number]) || {};
   $('error-sentence').textContent = message || e.sentence || t('network_error');
   $('error-code').textContent = `RB-${number}${e.name ? ' ' + e.name : ''}`;
@@ -329,6 +335,12 @@ function onMessage(ev) {
       showError(code);
       break;
     }
+    case D.SOUND_SETTINGS:
+      sound.settings(data[1] === 1, data[2] === 1, view.getUint32(3, true));
+      break;
+    case D.SPEAKER:
+      sound.speaker(data[1] === 1, data.subarray(2));
+      break;
     case D.SOCKET_KEY:
       socketKey = Array.from(data.subarray(1, 17), (b) => b.toString(16).padStart(2, '0')).join('');
       break;
@@ -381,7 +393,9 @@ function setUp() {
   $('sign-in').addEventListener('submit', signIn);
   $('second-factor').addEventListener('submit', submitCode);
   $('again').addEventListener('click', () => { ended = false; showSignIn(); });
-  canvas.addEventListener('keydown', (e) => onKey(e, true));
+  sound = new Sound({ send, t, focus: () => canvas.focus() });
+  window.rebondSound = sound;
+  canvas.addEventListener('keydown', (e) => { sound.resume(); onKey(e, true); });
   canvas.addEventListener('keyup', (e) => onKey(e, false));
   canvas.addEventListener('blur', () => { const [b] = msg(T.RELEASE_ALL, 1); send(b); });
   canvas.addEventListener('mousemove', (e) => {
@@ -390,7 +404,7 @@ function setUp() {
     lastMove = now;
     sendMove(e);
   });
-  canvas.addEventListener('mousedown', (e) => { canvas.focus(); e.preventDefault(); sendButton(e, true); });
+  canvas.addEventListener('mousedown', (e) => { sound.resume(); canvas.focus(); e.preventDefault(); sendButton(e, true); });
   canvas.addEventListener('mouseup', (e) => { e.preventDefault(); sendButton(e, false); });
   canvas.addEventListener('contextmenu', (e) => e.preventDefault());
   canvas.addEventListener('wheel', (e) => { e.preventDefault(); sendWheel(e); }, { passive: false });

@@ -69,6 +69,9 @@ pub struct Config {
     /// How bounce workers are confined.
     #[serde(default)]
     pub worker: WorkerSettings,
+    /// Sound quality, for people whose policy allows the speaker or the microphone.
+    #[serde(default)]
+    pub sound: SoundSettings,
     /// Users declared here are added to (or updated in) the local store at start.
     #[serde(default)]
     pub users: Vec<UserEntry>,
@@ -160,6 +163,31 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self { user: None, memory_mib: default_worker_memory(), cpu_percent: default_worker_cpu() }
     }
+}
+
+/// Opus bitrates of sound, each way (voice is clear from 16 kbit/s; 24-32 is a good call).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoundSettings {
+    /// The workstation's sound to the browser, bits per second.
+    #[serde(default = "default_speaker_bitrate")]
+    pub speaker_bitrate: u32,
+    /// The browser's microphone to the workstation, bits per second.
+    #[serde(default = "default_microphone_bitrate")]
+    pub microphone_bitrate: u32,
+}
+
+impl Default for SoundSettings {
+    fn default() -> Self {
+        Self { speaker_bitrate: default_speaker_bitrate(), microphone_bitrate: default_microphone_bitrate() }
+    }
+}
+
+fn default_speaker_bitrate() -> u32 {
+    32_000
+}
+fn default_microphone_bitrate() -> u32 {
+    24_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +320,11 @@ impl Config {
         }
         if !(1..=120).contains(&self.connect_timeout_seconds) {
             return Err("connect_timeout_seconds must be between 1 and 120".into());
+        }
+        for (name, bitrate) in [("sound.speaker_bitrate", self.sound.speaker_bitrate), ("sound.microphone_bitrate", self.sound.microphone_bitrate)] {
+            if !(6_000..=128_000).contains(&bitrate) {
+                return Err(format!("{name} must be between 6000 and 128000 bits per second (Opus)"));
+            }
         }
         if self.worker.cpu_percent > 6400 {
             return Err("worker.cpu_percent must be at most 6400 (64 cores)".into());

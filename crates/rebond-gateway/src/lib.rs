@@ -311,6 +311,7 @@ impl Gateway {
         width: u16,
         height: u16,
         keyboard_layout: u32,
+        sound: rebond_rdp::SoundChannels,
     ) -> Zeroizing<Vec<u8>> {
         let trust = match &route.trust {
             Trust::CaFile(path) => match std::fs::read_to_string(path) {
@@ -338,6 +339,9 @@ impl Gateway {
             lossless_only: bool,
             wake: Option<serde_json::Value>,
             wake_timeout_ms: u64,
+            speaker: bool,
+            microphone: bool,
+            speaker_bitrate: u32,
         }
         let start = Start {
             host: &route.host,
@@ -353,6 +357,9 @@ impl Gateway {
             lossless_only: self.config.lossless_only,
             wake: route.wake.as_ref().map(|w| serde_json::json!({ "packet": hex::encode(w.magic_packet()), "address": w.address.to_string() })),
             wake_timeout_ms: self.config.wake_timeout_seconds * 1000,
+            speaker: sound.speaker,
+            microphone: sound.microphone,
+            speaker_bitrate: self.config.sound.speaker_bitrate,
         };
         Zeroizing::new(serde_json::to_vec(&start).expect("serializable"))
     }

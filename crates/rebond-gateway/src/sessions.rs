@@ -66,6 +66,8 @@ pub struct Session {
     pub bytes_from_browser: AtomicU64,
     /// The worker was killed by its sandbox (it tried something it never does).
     pub stopped_by_sandbox: AtomicBool,
+    /// The sound the person's policy allows (fixed for the session's life).
+    pub sound: rebond_rdp::SoundChannels,
 }
 
 struct SessionState {
@@ -244,6 +246,7 @@ impl Registry {
         user: &str,
         token: TokenHash,
         max_sessions: usize,
+        sound: rebond_rdp::SoundChannels,
         start: impl FnOnce() -> Zeroizing<Vec<u8>>,
     ) -> std::io::Result<Admission> {
         let mut inner = self.inner.lock().unwrap();
@@ -269,13 +272,20 @@ impl Registry {
             return Ok(Admission::AtCapacity);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let session = self.spawn_worker(id, user, token, start())?;
+        let session = self.spawn_worker(id, user, token, sound, start())?;
         inner.by_token.insert(token, session.clone());
         inner.by_user.insert(user.to_owned(), session.clone());
         Ok(Admission::Started(session))
     }
 
-    fn spawn_worker(self: &Arc<Self>, id: u64, user: &str, token: TokenHash, start: Zeroizing<Vec<u8>>) -> std::io::Result<Arc<Session>> {
+    fn spawn_worker(
+        self: &Arc<Self>,
+        id: u64,
+        user: &str,
+        token: TokenHash,
+        sound: rebond_rdp::SoundChannels,
+        start: Zeroizing<Vec<u8>>,
+    ) -> std::io::Result<Arc<Session>> {
         let mut cmd = tokio::process::Command::new(&self.launch.exe);
         cmd.arg("worker")
             .arg("--session")
@@ -323,6 +333,7 @@ impl Registry {
             bytes_to_browser: AtomicU64::new(0),
             bytes_from_browser: AtomicU64::new(0),
             stopped_by_sandbox: AtomicBool::new(false),
+            sound,
             state: Mutex::new(SessionState { token, socket: None, socket_key: None, synced: false, generation: 0, status: None, ended: None, error_sent: false }),
         });
         info!(session = id, %user, pid = child.id(), "bounce worker started");

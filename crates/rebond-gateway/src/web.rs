@@ -27,6 +27,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../../../web/index.html")) }))
         .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../../../web/app.js")) }))
+        .route("/sound.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../../../web/sound.js")) }))
+        .route("/sound-worklet.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../../../web/sound-worklet.js")) }))
         .route("/style.css", get(|| async { page("text/css; charset=utf-8", include_str!("../../../web/style.css")) }))
         .route("/i18n.json", get(i18n))
         .route("/api/sign-in", post(sign_in))
@@ -288,8 +290,10 @@ async fn sign_in(
 
     let token = crate::new_token();
     let layout = rebond_rdp_layout(&req.language);
-    let start = || gw.start_request(&user, domain.as_deref(), &req.password, &route, req.width, req.height, layout);
-    match gw.sessions.admit(&user, hash_token(&token), gw.config.max_sessions, start) {
+    let sound = rebond_policy::policy_for(&gw.config.policies, &groups)
+        .map_or_else(Default::default, |p| rebond_rdp::SoundChannels { speaker: p.speaker, microphone: p.microphone });
+    let start = || gw.start_request(&user, domain.as_deref(), &req.password, &route, req.width, req.height, layout, sound);
+    match gw.sessions.admit(&user, hash_token(&token), gw.config.max_sessions, sound, start) {
         Ok(Admission::Started(s)) => {
             info!(%peer, %user, session = s.id, workstation = %route.url(), "signed in");
             tokio::spawn(gw.clone().watch(s, route.url(), groups));
@@ -414,13 +418,19 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
     };
     let _ = socket.send(Message::Binary(Downlink::Hello { version: PROTOCOL_VERSION }.encode().into())).await;
     let _ = socket.send(Message::Binary(Downlink::SocketKey { key }.encode().into())).await;
+    let sound = Downlink::SoundSettings {
+        speaker: session.sound.speaker,
+        microphone: session.sound.microphone,
+        microphone_bitrate: gw.config.sound.microphone_bitrate,
+    };
+    let _ = socket.send(Message::Binary(sound.encode().into())).await;
     if let Some(stage) = status.filter(|s| *s != Stage::Ready) {
         let _ = socket.send(Message::Binary(Downlink::Status { stage }.encode().into())).await;
     }
     session.send(ToWorker::Attach).await;
     info!(session = session.id, %peer, "page attached");
 
-    let mut filter = UplinkFilter::new(rebond_policy::MAX_SIDE, rebond_policy::MAX_SIDE);
+    let mut filter = UplinkFilter::new(rebond_policy::MAX_SIDE, rebond_policy::MAX_SIDE).allow_microphone(session.sound.microphone);
     // The oldest key not yet followed by a frame, for the key-to-frame latency.
     let mut key_pending: Option<std::time::Instant> = None;
     let mut typing = rebond_policy::TypingGuard::default();

@@ -22,6 +22,10 @@ use rebond_wire::{Button, DecodeError, Uplink};
 pub const DRDYNVC: &str = "drdynvc";
 /// The dynamic channel for resizing the desktop ([MS-RDPEDISP]).
 pub const DISPLAY_CONTROL: &str = "Microsoft::Windows::RDS::DisplayControl";
+/// The workstation's sound output ([MS-RDPEA]), a static channel.
+pub const RDPSND: &str = "rdpsnd";
+/// Sound input to the workstation ([MS-RDPEAI]), a dynamic channel.
+pub const AUDIO_INPUT: &str = "AUDIO_INPUT";
 
 /// Which RDP virtual channels a session may open. Display and input travel on the
 /// main (I/O) channel, which is not a virtual channel.
@@ -37,12 +41,26 @@ impl ChannelPolicy {
         Self { static_channels: vec![DRDYNVC], dynamic_channels: vec![DISPLAY_CONTROL] }
     }
 
+    /// Pixels and input, plus the sound channels the person's policy allows: the
+    /// workstation's sound out (`speaker`) and sound into it (`microphone`). Sound is
+    /// decoded and re-encoded by the worker, so it carries nothing but sound.
+    pub fn with_sound(speaker: bool, microphone: bool) -> Self {
+        let mut policy = Self::pixels_only();
+        if speaker {
+            policy.static_channels.push(RDPSND);
+        }
+        if microphone {
+            policy.dynamic_channels.push(AUDIO_INPUT);
+        }
+        policy
+    }
+
     pub fn allows_static(&self, name: &str) -> bool {
         self.static_channels.iter().any(|c| c.eq_ignore_ascii_case(name))
     }
 
     pub fn allows_dynamic(&self, name: &str) -> bool {
-        self.dynamic_channels.iter().any(|c| *c == name)
+        self.dynamic_channels.contains(&name)
     }
 
     /// Checks a complete channel list, as announced in the MCS Connect Initial.
@@ -80,6 +98,8 @@ pub enum Verdict {
     FrameAck { seq: u32 },
     /// Alive, nothing to do.
     Keepalive,
+    /// One Opus packet for the workstation's microphone (the policy allows it).
+    Microphone { packet: Vec<u8> },
     /// End the session and record why.
     Violation(Violation),
 }
@@ -94,6 +114,8 @@ pub enum Violation {
     Scancode(u8),
     #[error("resize to {0}x{1} is outside {MIN_SIDE}..={MAX_SIDE}")]
     Resize(u16, u16),
+    #[error("microphone sound while the policy does not allow the microphone")]
+    MicrophoneNotAllowed,
 }
 
 /// Smallest and largest desktop side the gateway asks for ([MS-RDPEDISP] 2.2.2.2.1).
@@ -111,11 +133,19 @@ pub struct UplinkFilter {
     keys_down: Vec<(u8, bool)>,
     buttons_down: Vec<Button>,
     last_pointer: (u16, u16),
+    microphone: bool,
 }
 
 impl UplinkFilter {
+    /// A filter for input only: microphone sound is a violation.
     pub fn new(width: u16, height: u16) -> Self {
-        Self { width, height, keys_down: Vec::new(), buttons_down: Vec::new(), last_pointer: (0, 0) }
+        Self { width, height, keys_down: Vec::new(), buttons_down: Vec::new(), last_pointer: (0, 0), microphone: false }
+    }
+
+    /// Lets microphone packets through (the person's policy allows the microphone).
+    pub fn allow_microphone(mut self, allowed: bool) -> Self {
+        self.microphone = allowed;
+        self
     }
 
     pub fn set_desktop_size(&mut self, width: u16, height: u16) {
@@ -181,6 +211,8 @@ impl UplinkFilter {
             Uplink::FrameAck { seq } => Verdict::FrameAck { seq },
             Uplink::ReleaseAll => Verdict::Input(self.release_all()),
             Uplink::Keepalive => Verdict::Keepalive,
+            Uplink::Microphone { packet } if self.microphone => Verdict::Microphone { packet },
+            Uplink::Microphone { .. } => Verdict::Violation(Violation::MicrophoneNotAllowed),
         }
     }
 
@@ -217,6 +249,29 @@ mod tests {
         assert!(p.allows_dynamic(DISPLAY_CONTROL));
         assert!(!p.allows_dynamic("Microsoft::Windows::RDS::Graphics"));
         assert!(!p.allows_dynamic("FileRedirectorChannel"));
+        assert!(!p.allows_static(RDPSND));
+        assert!(!p.allows_dynamic(AUDIO_INPUT));
+    }
+
+    #[test]
+    fn sound_channels_follow_the_policy() {
+        assert!(ChannelPolicy::with_sound(true, false).check_static(["drdynvc", "rdpsnd"]).is_ok());
+        assert!(!ChannelPolicy::with_sound(true, false).allows_dynamic(AUDIO_INPUT));
+        assert!(ChannelPolicy::with_sound(false, true).check_static(["rdpsnd"]).is_err());
+        assert!(ChannelPolicy::with_sound(false, true).allows_dynamic(AUDIO_INPUT));
+        for forbidden in ["cliprdr", "rdpdr"] {
+            assert!(ChannelPolicy::with_sound(true, true).check_static([forbidden]).is_err());
+        }
+    }
+
+    #[test]
+    fn microphone_sound_needs_the_policy() {
+        let packet = Uplink::Microphone { packet: vec![0xf8, 0xff, 0xfe] }.encode();
+        assert_eq!(UplinkFilter::new(1280, 800).binary(&packet), Verdict::Violation(Violation::MicrophoneNotAllowed));
+        assert_eq!(
+            UplinkFilter::new(1280, 800).allow_microphone(true).binary(&packet),
+            Verdict::Microphone { packet: vec![0xf8, 0xff, 0xfe] }
+        );
     }
 
     #[test]

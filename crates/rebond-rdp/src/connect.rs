@@ -31,6 +31,8 @@ pub struct ConnectRequest {
     pub height: u16,
     pub keyboard_layout: u32,
     pub connect_timeout: Duration,
+    /// The sound channels the person's policy allows.
+    pub sound: crate::SoundChannels,
 }
 
 /// Why a connection to the workstation failed, in terms the person understands.
@@ -66,6 +68,8 @@ pub struct Connected {
     pub result: ConnectionResult,
     /// Whether the workstation authenticated us before the session (NLA).
     pub nla: bool,
+    /// The workstation's sound, when the speaker is allowed.
+    pub speaker: Option<crate::SpeakerQueue>,
 }
 
 /// The connector configuration: every field explicit, nothing but display and input.
@@ -106,9 +110,9 @@ pub fn connector_config(req: &ConnectRequest) -> ironrdp_connector::Config {
         hardware_id: None,
         request_data: None,
         autologon: true,
-        // INVARIANT: no sound channel until the policy allows audio (rdpsnd is not announced).
-        enable_audio_playback: false,
-        enable_audio_capture: false,
+        // INVARIANT: no sound channel unless the person's policy allows it.
+        enable_audio_playback: req.sound.speaker,
+        enable_audio_capture: req.sound.microphone,
         performance_flags: PerformanceFlags::default(),
         license_cache: None,
         timezone_info: TimezoneInfo::default(),
@@ -121,10 +125,26 @@ pub fn connector_config(req: &ConnectRequest) -> ironrdp_connector::Config {
     }
 }
 
-/// The client connector with exactly the channels the pixels-only policy allows.
-pub fn client_connector(config: ironrdp_connector::Config, client_addr: SocketAddr) -> ClientConnector {
-    let drdynvc = DrdynvcClient::new().with_dynamic_channel(DisplayControlClient::new(|_| Ok(Vec::new())));
-    ClientConnector::new(config, client_addr).with_static_channel(drdynvc)
+/// The client connector with exactly the channels the person's policy allows:
+/// display control, and the sound channels in `sound`. Also returns where the
+/// workstation's sound arrives, when the speaker is allowed.
+pub fn client_connector(
+    config: ironrdp_connector::Config,
+    client_addr: SocketAddr,
+    sound: crate::SoundChannels,
+) -> (ClientConnector, Option<crate::SpeakerQueue>) {
+    let mut drdynvc = DrdynvcClient::new().with_dynamic_channel(DisplayControlClient::new(|_| Ok(Vec::new())));
+    if sound.microphone {
+        drdynvc = drdynvc.with_dynamic_channel(crate::sound::MicrophoneChannel::new());
+    }
+    let mut connector = ClientConnector::new(config, client_addr).with_static_channel(drdynvc);
+    let mut speaker = None;
+    if sound.speaker {
+        let (tap, queue) = crate::sound::SpeakerTap::new();
+        connector = connector.with_static_channel(ironrdp_rdpsnd::client::Rdpsnd::new(Box::new(tap)));
+        speaker = Some(queue);
+    }
+    (connector, speaker)
 }
 
 /// Opens the session. `progress` is told each stage as it starts.
@@ -139,7 +159,7 @@ pub async fn connect(req: &ConnectRequest, mut progress: impl FnMut(Stage)) -> R
 
     let step_timeout = req.connect_timeout.max(Duration::from_secs(10));
     let mut framed = TokioFramed::new(tcp);
-    let mut connector = client_connector(connector_config(req), client_addr);
+    let (mut connector, speaker) = client_connector(connector_config(req), client_addr, req.sound);
 
     let should_upgrade = tokio::time::timeout(step_timeout, ironrdp_tokio::connect_begin(&mut framed, &mut connector))
         .await
@@ -217,7 +237,7 @@ pub async fn connect(req: &ConnectRequest, mut progress: impl FnMut(Stage)) -> R
         .into_connected()
         .map_err(|_| ConnectError::Protocol("the workstation redirected the connection; redirection is not supported".into()))?;
     progress(Stage::Ready);
-    Ok(Connected { framed, result, nla })
+    Ok(Connected { framed, result, nla, speaker })
 }
 
 fn server_public_key(tls: &TlsStream<TcpStream>) -> Result<Vec<u8>, ConnectError> {
@@ -297,6 +317,7 @@ pub async fn check_workstation(host: &str, port: u16, trust: CertTrust, timeout:
         height: 768,
         keyboard_layout: 0x0409,
         connect_timeout: timeout,
+        sound: crate::SoundChannels::default(),
     };
     let tcp = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
         .await
@@ -304,7 +325,7 @@ pub async fn check_workstation(host: &str, port: u16, trust: CertTrust, timeout:
         .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
     let client_addr = tcp.local_addr().map_err(|e| ConnectError::Unreachable(e.to_string()))?;
     let mut framed = TokioFramed::new(tcp);
-    let mut connector = client_connector(connector_config(&req), client_addr);
+    let (mut connector, _) = client_connector(connector_config(&req), client_addr, req.sound);
     tokio::time::timeout(timeout, ironrdp_tokio::connect_begin(&mut framed, &mut connector))
         .await
         .map_err(|_| ConnectError::Unreachable("no RDP answer".into()))?

@@ -6,15 +6,19 @@
 //! channel set are plain functions so tests can inspect what we announce.
 //!
 //! INVARIANT: the only virtual channels ever announced are those that
-//! [`rebond_policy::ChannelPolicy::pixels_only`] allows: `drdynvc`, carrying only
-//! display control. No clipboard, drive, printer, smart card, sound or USB channel.
+//! [`rebond_policy::ChannelPolicy::with_sound`] allows for the person: `drdynvc`,
+//! carrying display control (and `AUDIO_INPUT` when the microphone is allowed), and
+//! `rdpsnd` when the speaker is allowed. No clipboard, drive, printer, smart card or
+//! USB channel, ever.
 
 mod connect;
 mod session;
+pub mod sound;
 mod trust;
 
 pub use connect::{client_connector, connect, connector_config, fetch_certificate, check_workstation, ConnectError, ConnectRequest, Connected, WorkstationFramed};
 pub use session::{Session, SessionEvent};
+pub use sound::{SoundChannels, SpeakerQueue, SpeakerSound};
 pub use trust::{fingerprint_of_der, CertTrust, TrustError};
 
 /// Windows keyboard layout identifier for a browser language tag (`fr-FR`, `en-GB`).

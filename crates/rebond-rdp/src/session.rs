@@ -27,6 +27,8 @@ pub enum SessionEvent {
     PointerDefault,
     /// The workstation ended the session.
     Ended { code: ErrorCode, reason: String },
+    /// The workstation played sound (the speaker is allowed).
+    Speaker(crate::SpeakerSound),
 }
 
 pub struct Session {
@@ -35,6 +37,7 @@ pub struct Session {
     activation: ironrdp_connector::connection_activation::ConnectionActivationFactory,
     reactivation: Option<ConnectionActivationSequence>,
     input: ironrdp_input::Database,
+    speaker: Option<crate::SpeakerQueue>,
 }
 
 /// Frames to write back to the workstation, and events for the worker.
@@ -45,7 +48,9 @@ pub struct Processed {
 }
 
 impl Session {
-    pub fn new(result: ConnectionResult) -> Self {
+    /// The active stage after `connect`; `speaker` is where the workstation's sound
+    /// arrives when the speaker is allowed ([`crate::Connected::speaker`]).
+    pub fn new(result: ConnectionResult, speaker: Option<crate::SpeakerQueue>) -> Self {
         let image = DecodedImage::new(PixelFormat::RgbA32, result.desktop_size.width, result.desktop_size.height);
         let stage = ActiveStageBuilder {
             static_channels: result.static_channels,
@@ -64,6 +69,7 @@ impl Session {
             activation: result.activation_factory,
             reactivation: None,
             input: ironrdp_input::Database::new(),
+            speaker,
         }
     }
 
@@ -115,7 +121,33 @@ impl Session {
                 _ => {}
             }
         }
+        if let Some(queue) = &self.speaker {
+            if let Ok(mut q) = queue.lock() {
+                out.events.extend(q.drain(..).map(SessionEvent::Speaker));
+            }
+        }
         Ok(out)
+    }
+
+    /// Frames carrying 48 kHz mono samples to the workstation's microphone channel;
+    /// none while the channel is not open (not allowed, or the workstation is not
+    /// recording).
+    pub fn microphone(&mut self, samples: &[i16]) -> Result<Vec<Vec<u8>>, String> {
+        if self.reactivation.is_some() {
+            return Ok(Vec::new());
+        }
+        let Some(mut channel) = self.stage.get_dvc_mut::<crate::sound::MicrophoneChannel>() else {
+            return Ok(Vec::new());
+        };
+        let messages = channel.processor_mut().send(samples);
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let id = channel.channel_id();
+        let svc = ironrdp_dvc::encode_dvc_messages(id, messages, ironrdp_svc::ChannelFlags::empty())
+            .map_err(|e| e.to_string())?;
+        let frame = self.stage.encode_dvc_messages(svc).map_err(|e| e.report().to_string())?;
+        Ok(vec![frame])
     }
 
     fn reactivate_step(&mut self, frame: &[u8]) -> Result<Processed, String> {

@@ -24,12 +24,19 @@ fn request() -> ConnectRequest {
         height: 800,
         keyboard_layout: keyboard_layout_for("fr-FR"),
         connect_timeout: Duration::from_secs(1),
+        sound: SoundChannels::default(),
     }
 }
 
 /// Drives the connector up to the MCS Connect Initial and returns it.
 fn mcs_connect_initial(protocol: SecurityProtocol) -> ironrdp_pdu::mcs::ConnectInitial {
-    let mut connector = client_connector(connector_config(&request()), "127.0.0.1:40000".parse().unwrap());
+    mcs_connect_initial_with(protocol, SoundChannels::default())
+}
+
+fn mcs_connect_initial_with(protocol: SecurityProtocol, sound: SoundChannels) -> ironrdp_pdu::mcs::ConnectInitial {
+    let mut req = request();
+    req.sound = sound;
+    let (mut connector, _) = client_connector(connector_config(&req), "127.0.0.1:40000".parse().unwrap(), sound);
     let mut buf = WriteBuf::new();
     connector.step_no_input(&mut buf).expect("connection request");
     let confirm = encode_vec(&X224(ConnectionConfirm::Response { flags: ResponseFlags::empty(), protocol })).unwrap();
@@ -61,6 +68,25 @@ fn mcs_connect_initial_announces_only_allowed_channels() {
         assert_eq!(names, vec!["drdynvc".to_owned()], "{protocol:?}");
         ChannelPolicy::pixels_only().check_static(names.iter().map(String::as_str)).unwrap();
         assert_eq!(blocks.core.keyboard_layout, 0x040c, "AZERTY layout is announced");
+    }
+}
+
+#[test]
+fn sound_channels_are_announced_only_when_allowed() {
+    for (speaker, microphone) in [(true, false), (false, true), (true, true)] {
+        let ci = mcs_connect_initial_with(SecurityProtocol::SSL, SoundChannels { speaker, microphone });
+        let mut names: Vec<String> = ci
+            .conference_create_request
+            .gcc_blocks()
+            .channel_names()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.name.as_str().unwrap_or("?").to_owned())
+            .collect();
+        names.sort();
+        let expected: Vec<&str> = if speaker { vec!["drdynvc", "rdpsnd"] } else { vec!["drdynvc"] };
+        assert_eq!(names, expected);
+        ChannelPolicy::with_sound(speaker, microphone).check_static(names.iter().map(String::as_str)).unwrap();
     }
 }
 

@@ -34,6 +34,22 @@ impl Chromium {
 
     /// Starts Chromium on `host` (for example the home network of a topology).
     pub fn start_on(host: &crate::network::Host, language: &str, width: u32, height: u32) -> anyhow::Result<Self> {
+        Self::start_with(host, language, width, height, &[])
+    }
+
+    /// Starts Chromium with a fake microphone that plays `wav` (granted without asking)
+    /// and sound allowed to play without a click.
+    pub fn start_with_microphone(language: &str, width: u32, height: u32, wav: &std::path::Path) -> anyhow::Result<Self> {
+        let args = [
+            "--use-fake-ui-for-media-stream".to_owned(),
+            "--use-fake-device-for-media-stream".to_owned(),
+            format!("--use-file-for-fake-audio-capture={}", wav.display()),
+            "--autoplay-policy=no-user-gesture-required".to_owned(),
+        ];
+        Self::start_with(&crate::network::Host::local(), language, width, height, &args)
+    }
+
+    fn start_with(host: &crate::network::Host, language: &str, width: u32, height: u32, extra: &[String]) -> anyhow::Result<Self> {
         let profile = temp_dir("chromium");
         let port = free_port();
         let exe = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -57,6 +73,7 @@ impl Chromium {
         .arg(format!("--remote-debugging-port={port}"))
         .arg(format!("--window-size={width},{height}"))
         .arg(format!("--lang={language}"))
+        .args(extra)
         .arg("about:blank")
         .env("LANGUAGE", language.replace('-', "_"));
         let proc = Proc::spawn("chromium", cmd, Some(&profile.join("chromium.log")))?;
@@ -168,6 +185,29 @@ impl Page {
     pub async fn navigation_error(&mut self, url: &str) -> anyhow::Result<Option<String>> {
         let r = self.call("Page.navigate", json!({ "url": url })).await?;
         Ok(r["errorText"].as_str().filter(|e| !e.is_empty()).map(str::to_owned))
+    }
+
+    /// Opens the gateway's page at `url` and waits for its sign-in form.
+    pub async fn open_sign_in(&mut self, url: &str) -> anyhow::Result<()> {
+        self.navigate(url).await?;
+        self.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.map(drop)
+    }
+
+    /// Types a user name and password into the page's form and submits it, as a person does.
+    pub async fn submit_sign_in(&mut self, user: &str, password: &str) -> anyhow::Result<()> {
+        let js = format!(
+            "document.getElementById('user').value = {}; document.getElementById('password').value = {}; \
+             document.getElementById('sign-in').requestSubmit(); true",
+            json!(user),
+            json!(password)
+        );
+        self.eval(&js).await.map(drop)
+    }
+
+    /// Waits until the page shows the desktop.
+    pub async fn wait_for_desktop(&mut self) -> anyhow::Result<()> {
+        let shown = "!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width";
+        self.wait_for(shown, Duration::from_secs(30)).await.map(drop)
     }
 
     /// Evaluates JavaScript (awaiting promises) and returns its value.

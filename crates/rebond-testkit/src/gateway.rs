@@ -104,6 +104,15 @@ impl Gateway {
     }
 
     /// Whether the gateway process has exited.
+    /// The process ids of the bounce workers started so far (from the gateway's log).
+    pub fn worker_pids(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("bounce worker started"))
+            .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
     pub fn exited(&mut self) -> bool {
         self.proc.exited()
     }

@@ -7,15 +7,18 @@
 //! that kills it (by PID) when dropped; nothing started by anyone else is touched.
 
 pub mod browser;
+pub mod call;
 pub mod database;
 pub mod directory;
 pub mod gateway;
 pub mod network;
 pub mod pki;
 mod procs;
+pub mod sound;
+pub mod tone;
 pub mod workstation;
 
-pub use procs::{free_port, wait_for_port, Proc};
+pub use procs::{cpu_seconds, free_port, rss_mib, wait_for_port, Proc};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -81,3 +81,22 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
     }
     anyhow::bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}")
 }
+
+/// CPU time (user + system) of a process, in seconds, and seconds since it started.
+pub fn cpu_seconds(pid: &str) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    let cpu = (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks;
+    let started = fields.get(19)?.parse::<f64>().ok()? / ticks;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    Some((cpu, uptime - started))
+}
+
+/// Resident memory of a process, MiB.
+pub fn rss_mib(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+

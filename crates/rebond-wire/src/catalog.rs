@@ -82,6 +82,13 @@ texts! {
     "idle_warning" => "You will be disconnected in {seconds} s for inactivity; move the mouse to stay.", "Vous serez déconnecté dans {seconds} s faute d'activité ; bougez la souris pour rester.";
     "injected_slowed" => "Keystrokes are arriving faster than a person types (pasted or injected text): they are slowed to a person's pace, and this is recorded.", "Des frappes arrivent plus vite qu'une personne ne tape (texte collé ou injecté) : elles sont ralenties au rythme d'une personne, et c'est enregistré.";
     "injected_recorded" => "Keystrokes are arriving faster than a person types (pasted or injected text): this is recorded.", "Des frappes arrivent plus vite qu'une personne ne tape (texte collé ou injecté) : c'est enregistré.";
+    "speaker_mute" => "Mute your workstation's sound", "Couper le son de votre poste";
+    "speaker_unmute" => "Play your workstation's sound", "Remettre le son de votre poste";
+    "microphone_start" => "Switch your microphone on (your browser will ask)", "Activer votre micro (votre navigateur vous le demandera)";
+    "microphone_mute" => "Mute your microphone", "Couper votre micro";
+    "microphone_unmute" => "Unmute your microphone", "Réactiver votre micro";
+    "microphone_denied" => "Your browser did not allow the microphone. Allow it (the icon in the address bar), then click the microphone again.", "Votre navigateur n'a pas autorisé le micro. Autorisez-le (l'icône dans la barre d'adresse), puis cliquez à nouveau sur le micro.";
+    "sound_unsupported" => "This browser cannot carry your workstation's sound. Use a recent Chrome, Edge or Firefox.", "Ce navigateur ne sait pas transmettre le son de votre poste. Utilisez un Chrome, Edge ou Firefox récent.";
     "network_error" => "The gateway cannot be reached. Check your Internet connection and try again.", "La passerelle est injoignable. Vérifiez votre connexion Internet et réessayez.";
 }
 

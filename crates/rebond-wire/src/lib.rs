@@ -18,8 +18,15 @@ pub use codec::{DecodeError, Reader};
 pub const PROTOCOL_VERSION: u16 = 1;
 /// WebSocket subprotocol the page must ask for.
 pub const SUBPROTOCOL: &str = "rebond.v1";
-/// Largest uplink message the gateway accepts (input is tiny; anything bigger is abuse).
-pub const MAX_UPLINK_LEN: usize = 64;
+/// Largest uplink message the gateway accepts: input is tiny, a microphone packet is
+/// the only larger one (see [`MAX_MICROPHONE_PACKET`]); anything bigger is abuse.
+pub const MAX_UPLINK_LEN: usize = 1 + MAX_MICROPHONE_PACKET;
+/// Largest Opus packet the page may send: 20 ms at 128 kbit/s is 320 bytes.
+pub const MAX_MICROPHONE_PACKET: usize = 400;
+/// Sound on the socket: Opus, one channel, 48 kHz, 20 ms per packet, both ways.
+pub const SOUND_SAMPLE_RATE: u32 = 48_000;
+/// Samples in one 20 ms sound packet at [`SOUND_SAMPLE_RATE`].
+pub const SOUND_FRAME_SAMPLES: usize = 960;
 
 /// Image codecs the browser decodes natively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +247,13 @@ pub enum Downlink {
     /// page that presents it may open another socket for the session (after a network
     /// drop the server may not have noticed yet). The page keeps it in memory only.
     SocketKey { key: [u8; SOCKET_KEY_LEN] },
+    /// What sound the person's policy allows, sent when the page attaches; the page
+    /// shows the speaker and microphone buttons accordingly.
+    SoundSettings { speaker: bool, microphone: bool, microphone_bitrate: u32 },
+    /// 20 ms of the workstation's sound: one Opus packet (mono, 48 kHz). `fresh` marks
+    /// the first packet after silence, so the page restarts its jitter buffer instead
+    /// of counting an underrun.
+    Speaker { fresh: bool, packet: Vec<u8> },
 }
 
 /// Length of a [`Downlink::SocketKey`].
@@ -299,7 +313,7 @@ impl Button {
 }
 
 /// Browser to gateway. Nothing else may go up: see `rebond-policy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uplink {
     /// A physical key, as a PC/AT set-1 scancode; `extended` is the 0xE0 prefix.
     Key { scancode: u8, extended: bool, down: bool },
@@ -314,6 +328,10 @@ pub enum Uplink {
     /// Release every pressed key and button (the page lost focus).
     ReleaseAll,
     Keepalive,
+    /// 20 ms of the person's microphone: one Opus packet (mono, 48 kHz), at most
+    /// [`MAX_MICROPHONE_PACKET`] bytes. Only when the policy allows the microphone
+    /// and the person switched it on; the worker decodes it, so only sound goes up.
+    Microphone { packet: Vec<u8> },
 }
 
 mod tag {
@@ -328,6 +346,8 @@ mod tag {
     pub const ERROR: u8 = 0x09;
     pub const NOTICE: u8 = 0x0a;
     pub const SOCKET_KEY: u8 = 0x0b;
+    pub const SOUND_SETTINGS: u8 = 0x0c;
+    pub const SPEAKER: u8 = 0x0d;
 
     pub const KEY: u8 = 0x81;
     pub const POINTER_MOVE: u8 = 0x82;
@@ -337,6 +357,7 @@ mod tag {
     pub const FRAME_ACK: u8 = 0x86;
     pub const RELEASE_ALL: u8 = 0x87;
     pub const KEEPALIVE: u8 = 0x88;
+    pub const MICROPHONE: u8 = 0x89;
 }
 
 impl Downlink {
@@ -386,6 +407,15 @@ impl Downlink {
             Downlink::SocketKey { key } => {
                 out.push(tag::SOCKET_KEY);
                 out.extend_from_slice(key);
+            }
+            Downlink::SoundSettings { speaker, microphone, microphone_bitrate } => {
+                out.extend_from_slice(&[tag::SOUND_SETTINGS, u8::from(*speaker), u8::from(*microphone)]);
+                out.extend_from_slice(&microphone_bitrate.to_le_bytes());
+            }
+            Downlink::Speaker { fresh, packet } => {
+                out.reserve(2 + packet.len());
+                out.extend_from_slice(&[tag::SPEAKER, u8::from(*fresh)]);
+                out.extend_from_slice(packet);
             }
         }
     }
@@ -439,6 +469,13 @@ impl Downlink {
                 }
                 Downlink::SocketKey { key }
             }
+            tag::SOUND_SETTINGS => {
+                Downlink::SoundSettings { speaker: r.bool()?, microphone: r.bool()?, microphone_bitrate: r.u32()? }
+            }
+            tag::SPEAKER => {
+                let fresh = r.bool()?;
+                return Ok(Downlink::Speaker { fresh, packet: r.rest().to_vec() });
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;
@@ -449,27 +486,27 @@ impl Downlink {
 impl Uplink {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(12);
-        match *self {
+        match self {
             Uplink::Key { scancode, extended, down } => {
-                out.extend_from_slice(&[tag::KEY, scancode, u8::from(extended), u8::from(down)])
+                out.extend_from_slice(&[tag::KEY, *scancode, u8::from(*extended), u8::from(*down)])
             }
             Uplink::PointerMove { x, y } => {
                 out.push(tag::POINTER_MOVE);
-                codec::put_u16s(&mut out, &[x, y]);
+                codec::put_u16s(&mut out, &[*x, *y]);
             }
             Uplink::PointerButton { button, down, x, y } => {
-                out.extend_from_slice(&[tag::POINTER_BUTTON, button as u8, u8::from(down)]);
-                codec::put_u16s(&mut out, &[x, y]);
+                out.extend_from_slice(&[tag::POINTER_BUTTON, *button as u8, u8::from(*down)]);
+                codec::put_u16s(&mut out, &[*x, *y]);
             }
             Uplink::Wheel { delta, horizontal, x, y } => {
                 out.push(tag::WHEEL);
                 out.extend_from_slice(&delta.to_le_bytes());
-                out.push(u8::from(horizontal));
-                codec::put_u16s(&mut out, &[x, y]);
+                out.push(u8::from(*horizontal));
+                codec::put_u16s(&mut out, &[*x, *y]);
             }
             Uplink::Resize { width, height } => {
                 out.push(tag::RESIZE);
-                codec::put_u16s(&mut out, &[width, height]);
+                codec::put_u16s(&mut out, &[*width, *height]);
             }
             Uplink::FrameAck { seq } => {
                 out.push(tag::FRAME_ACK);
@@ -477,6 +514,10 @@ impl Uplink {
             }
             Uplink::ReleaseAll => out.push(tag::RELEASE_ALL),
             Uplink::Keepalive => out.push(tag::KEEPALIVE),
+            Uplink::Microphone { packet } => {
+                out.push(tag::MICROPHONE);
+                out.extend_from_slice(packet);
+            }
         }
         out
     }
@@ -502,6 +543,13 @@ impl Uplink {
             tag::FRAME_ACK => Uplink::FrameAck { seq: r.u32()? },
             tag::RELEASE_ALL => Uplink::ReleaseAll,
             tag::KEEPALIVE => Uplink::Keepalive,
+            tag::MICROPHONE => {
+                let packet = r.rest();
+                if packet.is_empty() || packet.len() > MAX_MICROPHONE_PACKET {
+                    return Err(DecodeError::InvalidValue("microphone packet length"));
+                }
+                return Ok(Uplink::Microphone { packet: packet.to_vec() });
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

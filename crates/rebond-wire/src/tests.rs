@@ -16,9 +16,19 @@ fn all_uplinks() -> Vec<Uplink> {
 
 #[test]
 fn uplink_round_trips() {
-    for m in all_uplinks() {
+    let microphone = Uplink::Microphone { packet: vec![0x78; MAX_MICROPHONE_PACKET] };
+    for m in all_uplinks().into_iter().chain([microphone]) {
         assert_eq!(Uplink::decode(&m.encode()), Ok(m));
     }
+}
+
+#[test]
+fn microphone_packets_are_bounded() {
+    assert_eq!(Uplink::decode(&[0x89]), Err(DecodeError::InvalidValue("microphone packet length")));
+    let mut long = vec![0x89];
+    long.extend(std::iter::repeat_n(0u8, MAX_MICROPHONE_PACKET + 1));
+    assert!(Uplink::decode(&long).is_err());
+    assert!(matches!(Uplink::decode(&vec![0x89; MAX_UPLINK_LEN + 1]), Err(DecodeError::TooLong(_))));
 }
 
 #[test]
@@ -35,6 +45,8 @@ fn downlink_round_trips() {
         Downlink::Error { code: ErrorCode::SessionTakenOver },
         Downlink::Notice { notice: Notice::Draining, seconds: 600 },
         Downlink::SocketKey { key: [7; crate::SOCKET_KEY_LEN] },
+        Downlink::SoundSettings { speaker: true, microphone: false, microphone_bitrate: 24_000 },
+        Downlink::Speaker { fresh: true, packet: vec![0xfc, 1, 2] },
     ];
     for m in msgs {
         assert_eq!(Downlink::decode(&m.encode()), Ok(m));
@@ -59,6 +71,7 @@ fn uplink_is_strict() {
     assert_eq!(Uplink::decode(&[0x81, 0x1e, 2, 1]), Err(DecodeError::InvalidValue("flag")));
     assert_eq!(Uplink::decode(&[0x83, 9, 1, 0, 0, 0, 0]), Err(DecodeError::InvalidValue("button")));
     assert!(matches!(Uplink::decode(&[0x88; 1000]), Err(DecodeError::TooLong(1000))));
+    assert_eq!(Uplink::decode(&[0x88; 64]), Err(DecodeError::Trailing(63)));
 }
 
 #[test]

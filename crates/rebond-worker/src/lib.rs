@@ -6,9 +6,11 @@
 //! workstation; the credentials it receives live only in its memory.
 //! INVARIANT: every uplink message is checked again by the worker's own
 //! [`rebond_policy::UplinkFilter`] before it becomes RDP input.
+//! INVARIANT: sound crosses the worker only decoded and re-encoded ([`sound`]).
 
 pub use rebond_link as link;
 mod run;
+pub mod sound;
 #[cfg(target_os = "linux")]
 pub mod sandbox;
 

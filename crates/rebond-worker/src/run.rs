@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use rebond_display::{Encoder, EncoderSettings};
 use rebond_policy::{UplinkFilter, Verdict};
-use rebond_rdp::{CertTrust, ConnectRequest, Session, SessionEvent};
+use rebond_rdp::{CertTrust, ConnectRequest, Session, SessionEvent, SpeakerSound};
 use ironrdp_tokio::FramedWrite as _;
 use rebond_rdp::WorkstationFramed;
 use rebond_wire::{Downlink, ErrorCode};
@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::link::{self, ToWorker};
+use crate::sound::{Dropped, Microphone, Speaker};
 
 /// Frames sent but not yet acknowledged by the page. Beyond this, damage is
 /// coalesced in the encoder until the page catches up.
@@ -53,6 +54,19 @@ pub struct StartRequest {
     pub wake: Option<WakeSpec>,
     #[serde(default)]
     pub wake_timeout_ms: u64,
+    /// The person's policy lets the workstation's sound play in the browser.
+    #[serde(default)]
+    pub speaker: bool,
+    /// The person's policy lets the browser's microphone reach the workstation.
+    #[serde(default)]
+    pub microphone: bool,
+    /// Opus bitrate of the workstation's sound, bits per second.
+    #[serde(default = "default_speaker_bitrate")]
+    pub speaker_bitrate: u32,
+}
+
+fn default_speaker_bitrate() -> u32 {
+    32_000
 }
 
 /// Where to send the magic packet (built by the gateway from the route's MAC address).
@@ -84,6 +98,7 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         _ => return Err("the gateway did not start the session".into()),
     };
     let lossless_only = start.lossless_only;
+    let speaker_bitrate = start.speaker_bitrate;
     if let Some(wake) = &start.wake {
         let timeout = Duration::from_millis(start.wake_timeout_ms.clamp(5_000, 900_000));
         if !wake_if_asleep(&start.host, start.port, wake, timeout, &mut out).await {
@@ -93,6 +108,7 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
     }
     #[cfg(debug_assertions)]
     let test_fault = test_fault(&start.username);
+    let microphone = start.microphone;
     let req = match connect_request(start) {
         Ok(r) => r,
         Err(code) => {
@@ -144,7 +160,15 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         warn!(?result, "test fault: the forbidden action was not stopped");
     }
 
-    let mut w = Worker::new(Session::new(connected.result), connected.nla, lossless_only);
+    let sound = match Sound::new(connected.speaker.is_some(), microphone, speaker_bitrate) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the sound codecs");
+            out.send(&Downlink::Error { code: ErrorCode::WorkerFailed }).await;
+            return Ok(());
+        }
+    };
+    let mut w = Worker::new(Session::new(connected.result, connected.speaker), connected.nla, lossless_only, sound);
     let code = w.serve(&mut connected.framed, &mut rx, &mut out).await;
     if let Some(code) = code {
         out.send(&Downlink::Error { code }).await;
@@ -221,6 +245,7 @@ fn connect_request(s: StartRequest) -> Result<ConnectRequest, ErrorCode> {
         height: s.height.clamp(rebond_policy::MIN_SIDE, rebond_policy::MAX_SIDE),
         keyboard_layout: s.keyboard_layout,
         connect_timeout: Duration::from_millis(s.connect_timeout_ms.clamp(500, 120_000)),
+        sound: rebond_rdp::SoundChannels { speaker: s.speaker, microphone: s.microphone },
     })
 }
 
@@ -269,14 +294,36 @@ struct Worker {
     /// Whether the workstation has drawn anything yet (TLS logons that fail end before).
     drawn: bool,
     nla: bool,
+    sound: Sound,
+}
+
+/// The session's sound codecs, as the policy allows.
+struct Sound {
+    speaker: Option<Speaker>,
+    microphone: Option<Microphone>,
+    /// The clock microphone pacing reads.
+    started: std::time::Instant,
+    /// An undecodable microphone packet is logged once per session.
+    warned: bool,
+}
+
+impl Sound {
+    fn new(speaker: bool, microphone: bool, speaker_bitrate: u32) -> Result<Self, String> {
+        Ok(Self {
+            speaker: speaker.then(|| Speaker::new(speaker_bitrate)).transpose()?,
+            microphone: microphone.then(Microphone::new).transpose()?,
+            started: std::time::Instant::now(),
+            warned: false,
+        })
+    }
 }
 
 impl Worker {
-    fn new(session: Session, nla: bool, lossless_only: bool) -> Self {
+    fn new(session: Session, nla: bool, lossless_only: bool, sound: Sound) -> Self {
         let (w, h) = (session.width(), session.height());
         Self {
             encoder: Encoder::new(w, h, EncoderSettings { lossless_only, ..EncoderSettings::default() }),
-            filter: UplinkFilter::new(w, h),
+            filter: UplinkFilter::new(w, h).allow_microphone(sound.microphone.is_some()),
             session,
             attached: false,
             next_seq: 1,
@@ -284,6 +331,7 @@ impl Worker {
             pointer: None,
             drawn: false,
             nla,
+            sound,
         }
     }
 
@@ -425,6 +473,20 @@ impl Worker {
                     info!(%code, %reason, "the workstation ended the session");
                     return Ok(Some(code));
                 }
+                SessionEvent::Speaker(sound) => {
+                    let Some(speaker) = self.sound.speaker.as_mut() else { continue };
+                    let packets = match sound {
+                        // No page, no sound: the next packet starts a new stream.
+                        SpeakerSound::Samples { .. } if !self.attached => speaker.close(),
+                        SpeakerSound::Samples { rate, samples } => speaker.push(rate, &samples),
+                        SpeakerSound::Closed => speaker.close(),
+                    };
+                    if self.attached {
+                        for p in &packets {
+                            out.queue(p).await;
+                        }
+                    }
+                }
             }
         }
         Ok(None)
@@ -449,6 +511,20 @@ impl Worker {
                 return Ok(());
             }
             Verdict::Keepalive => return Ok(()),
+            Verdict::Microphone { packet } => {
+                let now_ms = self.sound.started.elapsed().as_millis() as u64;
+                let Some(mic) = self.sound.microphone.as_mut() else { return Ok(()) };
+                match mic.decode(&packet, now_ms) {
+                    Ok(pcm) => self.session.microphone(pcm),
+                    Err(Dropped::TooFast) => return Ok(()),
+                    Err(Dropped::Undecodable(e)) => {
+                        if !std::mem::replace(&mut self.sound.warned, true) {
+                            warn!(error = %e, "the page sent microphone sound that is not Opus; such packets are dropped");
+                        }
+                        return Ok(());
+                    }
+                }
+            }
             Verdict::Violation(v) => {
                 warn!(violation = %v, "uplink violation reached the worker");
                 return Err(ErrorCode::ForbiddenMessage);

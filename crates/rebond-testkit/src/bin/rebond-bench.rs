@@ -98,23 +98,6 @@ impl Workload {
     }
 }
 
-/// CPU time (user + system) of a process, in seconds, and seconds since it started.
-fn cpu_seconds(pid: &str) -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = 100.0; // USER_HZ on Linux
-    let cpu = (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks;
-    let started = fields.get(19)?.parse::<f64>().ok()? / ticks;
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
-    Some((cpu, uptime - started))
-}
-
-fn rss_mib(pid: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     rebond_probe::percentile(&mut v, 0.5).unwrap_or(f64::NAN)
 }
@@ -178,7 +161,7 @@ fn run(exe: &Path, workload: Workload, sessions: usize, seconds: u64, scratch: &
     }
     std::thread::sleep(Duration::from_millis(500));
     let gateway_pid = gw.pid().to_string();
-    let (gw_cpu_before, _) = cpu_seconds(&gateway_pid).unwrap_or_default();
+    let (gw_cpu_before, _) = rebond_testkit::cpu_seconds(&gateway_pid).unwrap_or_default();
     let started = Instant::now();
     let keys = workload.keys(seconds);
     let mut probes = Vec::new();
@@ -206,7 +189,7 @@ fn run(exe: &Path, workload: Workload, sessions: usize, seconds: u64, scratch: &
         reports.push((v, shot));
     }
     let wall = started.elapsed().as_secs_f64();
-    let (gw_cpu_after, _) = cpu_seconds(&gateway_pid).unwrap_or_default();
+    let (gw_cpu_after, _) = rebond_testkit::cpu_seconds(&gateway_pid).unwrap_or_default();
 
     // Fidelity: the first session's picture against its workstation's own screen (still
     // pictures only: moving ones change between the two captures; scrolling has stopped
@@ -219,14 +202,9 @@ fn run(exe: &Path, workload: Workload, sessions: usize, seconds: u64, scratch: &
         None
     };
 
-    let log = gw.log_text();
-    let worker_pids: Vec<String> = log
-        .lines()
-        .filter(|l| l.contains("bounce worker started"))
-        .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next().map(str::to_owned))
-        .collect();
-    let worker_cpu: Vec<f64> = worker_pids.iter().filter_map(|p| cpu_seconds(p)).map(|(cpu, age)| 100.0 * cpu / age.max(0.01)).collect();
-    let worker_rss: Vec<f64> = worker_pids.iter().filter_map(|p| rss_mib(p)).collect();
+    let worker_pids = gw.worker_pids();
+    let worker_cpu: Vec<f64> = worker_pids.iter().filter_map(|p| rebond_testkit::cpu_seconds(p)).map(|(cpu, age)| 100.0 * cpu / age.max(0.01)).collect();
+    let worker_rss: Vec<f64> = worker_pids.iter().filter_map(|p| rebond_testkit::rss_mib(p)).collect();
     let field = |k: &str| reports.iter().filter_map(|(v, _)| v[k].as_f64()).collect::<Vec<f64>>();
     let opt_median = |k: &str| {
         let v = field(k);
@@ -247,7 +225,7 @@ fn run(exe: &Path, workload: Workload, sessions: usize, seconds: u64, scratch: &
         gateway_cpu_percent: 100.0 * (gw_cpu_after - gw_cpu_before) / wall / sessions as f64,
         worker_cpu_percent: median(worker_cpu),
         worker_rss_mib: median(worker_rss),
-        gateway_rss_mib: rss_mib(&gateway_pid).unwrap_or(f64::NAN),
+        gateway_rss_mib: rebond_testkit::rss_mib(&gateway_pid).unwrap_or(f64::NAN),
         key_to_frame_median_ms: opt_median("key_to_frame_median_ms"),
         key_to_frame_p99_ms: opt_median("key_to_frame_p99_ms"),
         direct_key_to_frame_median_ms: direct_median,
@@ -294,9 +272,10 @@ fn direct_key_latency(ws: &Shadow, user: &str, password: &str, seconds: u64) -> 
             height: 800,
             keyboard_layout: 0x0409,
             connect_timeout: Duration::from_secs(10),
+            sound: rebond_rdp::SoundChannels::default(),
         };
         let mut connected = rebond_rdp::connect(&req, |_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut session = rebond_rdp::Session::new(connected.result);
+        let mut session = rebond_rdp::Session::new(connected.result, None);
         let framed = &mut connected.framed;
         for f in session.synchronize().map_err(anyhow::Error::msg)? {
             framed.write_all(&f).await?;

@@ -209,24 +209,15 @@ pub fn post_sign_in(gw: &Gateway, body: &serde_json::Value) -> (String, serde_js
 
 /// Opens the gateway's page and waits for its sign-in form.
 pub async fn open_sign_in(page: &mut rebond_testkit::browser::Page, gw: &Gateway) {
-    page.navigate(&gw.url()).await.unwrap();
-    page.wait_for("!document.getElementById('sign-in').classList.contains('hidden')", Duration::from_secs(20)).await.unwrap();
+    page.open_sign_in(&gw.url()).await.unwrap();
 }
 
 /// Types a user name and password into the page's form and submits it, as a person does.
 pub async fn submit_sign_in(page: &mut rebond_testkit::browser::Page, user: &str, password: &str) {
-    let js = format!(
-        "document.getElementById('user').value = {}; document.getElementById('password').value = {}; \
-         document.getElementById('sign-in').requestSubmit(); true",
-        serde_json::json!(user),
-        serde_json::json!(password)
-    );
-    page.eval(&js).await.unwrap();
+    page.submit_sign_in(user, password).await.unwrap();
 }
 
 /// Waits until the page shows the desktop.
 pub async fn wait_for_desktop(page: &mut rebond_testkit::browser::Page) {
-    page.wait_for("!document.getElementById('desktop').classList.contains('hidden') && document.getElementById('screen').width", Duration::from_secs(30))
-        .await
-        .unwrap();
+    page.wait_for_desktop().await.unwrap();
 }

@@ -16,5 +16,6 @@ mod refusals;
 mod sandbox;
 mod second_factor;
 mod session;
+mod sound;
 mod wake;
 mod web_front;

@@ -110,8 +110,9 @@ async fn usage_is_metered_exactly_and_kept_on_disk() {
     assert_eq!(row["sessions"], 1);
     let metered = row["bytes_to_browser"].as_u64().unwrap();
     // The gateway meters what it relays from the worker; the probe also counts the
-    // gateway's own few bytes: hello (3), socket key (17), the current stage (2).
-    assert!(metered <= report.bytes_received && report.bytes_received - metered <= 22, "{metered} vs {report:?}");
+    // gateway's own few bytes: hello (3), socket key (17), sound settings (7), the
+    // current stage (2).
+    assert!(metered <= report.bytes_received && report.bytes_received - metered <= 29, "{metered} vs {report:?}");
     assert!(row["active_minutes"].as_f64().unwrap() > 0.0, "{out}");
     let csv = rebond_testkit::gateway::rebond(std::path::Path::new(EXE), &["usage", "--data", &data, "--by", "day", "--format", "csv"], None).unwrap();
     assert!(csv.starts_with("day,sessions,active_minutes,idle_minutes,bytes_to_browser,bytes_from_browser\n"), "{csv}");

@@ -98,7 +98,8 @@ async fn network_drop_resumes_the_same_session_without_password() {
     let mut again = client.open_socket_with_key(Some(key)).await.unwrap();
     let resumed = first_frame(&mut again).await;
     let kinds: Vec<String> = resumed.iter().map(kind).collect();
-    assert!(matches!(resumed[2], Downlink::DesktopSize { width: 1280, height: 800 }), "{kinds:?}");
+    assert!(matches!(resumed[2], Downlink::SoundSettings { speaker: false, microphone: false, .. }), "{kinds:?}");
+    assert!(matches!(resumed[3], Downlink::DesktopSize { width: 1280, height: 800 }), "{kinds:?}");
     assert!(resumed.iter().any(|m| matches!(m, Downlink::Tile { .. })), "the whole picture is sent again: {kinds:?}");
     let log = s.gw.log_text();
     assert_eq!(log.matches("bounce worker started").count(), 1, "same worker, same RDP session:\n{log}");
