@@ -236,7 +236,7 @@ export class Sound {
     });
     encoder.configure({
       codec: 'opus', sampleRate: RATE, numberOfChannels: 1, bitrate: this.microphoneBitrate,
-      opus: { frameDuration: 20000 },
+      opus: { frameDuration: 20000, application: 'voip', signal: 'voice' },
     });
     tap.port.onmessage = (ev) => this.captured(ev.data.samples, ev.data.time);
     source.connect(tap);
