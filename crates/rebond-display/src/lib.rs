@@ -269,6 +269,12 @@ fn crop_rgb(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) -> imp
     })
 }
 
+/// Regions of at least this many pixels (two tiles) are compressed harder: they are
+/// what floods the link (a scrolling terminal), while a keystroke's tile or two is
+/// encoded fast (office work is CPU-bound, not link-bound). Measured in
+/// docs/performance.md: terminal flood 310 → 194 kB/s for +5 % of a core.
+const LARGE_REGION: u32 = 2 * 64 * 64;
+
 /// Lossless: palette-indexed when the region has few colours, RGB otherwise.
 pub fn encode_png(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) -> Vec<u8> {
     let mut palette = Palette::new();
@@ -285,7 +291,8 @@ pub fn encode_png(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) 
     }
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, u32::from(w), u32::from(h));
-    enc.set_compression(png::Compression::Fast);
+    let large = u32::from(w) * u32::from(h) >= LARGE_REGION;
+    enc.set_compression(if large { png::Compression::Balanced } else { png::Compression::Fast });
     let data = if few_colours {
         enc.set_color(png::ColorType::Indexed);
         enc.set_palette(palette.colours.iter().flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, *c as u8]).collect::<Vec<u8>>());
