@@ -308,11 +308,9 @@ impl Gateway {
         domain: Option<&str>,
         password: &Zeroizing<String>,
         route: &Route,
-        width: u16,
-        height: u16,
-        keyboard_layout: u32,
-        sound: rebond_rdp::SoundChannels,
+        page: PageSettings,
     ) -> Zeroizing<Vec<u8>> {
+        let PageSettings { width, height, keyboard_layout, sound } = page;
         let trust = match &route.trust {
             Trust::CaFile(path) => match std::fs::read_to_string(path) {
                 Ok(pem) => serde_json::json!({ "kind": "ca", "pem": pem }),
@@ -545,6 +543,15 @@ impl Gateway {
         }
         info!("drained");
     }
+}
+
+/// What the signing-in page and the person's policy ask of their session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageSettings {
+    pub width: u16,
+    pub height: u16,
+    pub keyboard_layout: u32,
+    pub sound: rebond_rdp::SoundChannels,
 }
 
 /// `rebond check`: the directory connection, a user's groups, policy and route, and

@@ -292,7 +292,8 @@ async fn sign_in(
     let layout = rebond_rdp_layout(&req.language);
     let sound = rebond_policy::policy_for(&gw.config.policies, &groups)
         .map_or_else(Default::default, |p| rebond_rdp::SoundChannels { speaker: p.speaker, microphone: p.microphone });
-    let start = || gw.start_request(&user, domain.as_deref(), &req.password, &route, req.width, req.height, layout, sound);
+    let page = crate::PageSettings { width: req.width, height: req.height, keyboard_layout: layout, sound };
+    let start = || gw.start_request(&user, domain.as_deref(), &req.password, &route, page);
     match gw.sessions.admit(&user, hash_token(&token), gw.config.max_sessions, sound, start) {
         Ok(Admission::Started(s)) => {
             info!(%peer, %user, session = s.id, workstation = %route.url(), "signed in");
