@@ -454,7 +454,15 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Worker { session, .. } => {
             let span = tracing::info_span!("worker", session);
             let _enter = span.enter();
-            if let Err(e) = rebond_worker::run(tokio::io::stdin(), tokio::io::stdout()).await {
+            // The gateway gives the worker two pipes: read and write them non-blocking on
+            // the worker's own thread. (tokio's stdin/stdout hand every read and write to
+            // a blocking thread: two thread switches per message, most of a typing
+            // session's CPU.) Anything else (a terminal) falls back to those.
+            let result = match worker_pipes() {
+                Ok((input, output)) => rebond_worker::run(input, output).await,
+                Err(_) => rebond_worker::run(tokio::io::stdin(), tokio::io::stdout()).await,
+            };
+            if let Err(e) = result {
                 tracing::error!(error = %e, "bounce worker failed");
                 return Ok(ExitCode::FAILURE);
             }
@@ -574,4 +582,12 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Standard input and output as non-blocking pipes, when they are pipes.
+fn worker_pipes() -> std::io::Result<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Sender)> {
+    use std::os::fd::AsFd as _;
+    let input = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let output = std::io::stdout().as_fd().try_clone_to_owned()?;
+    Ok((tokio::net::unix::pipe::Receiver::from_owned_fd(input)?, tokio::net::unix::pipe::Sender::from_owned_fd(output)?))
 }
