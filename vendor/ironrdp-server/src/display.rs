@@ -280,7 +280,8 @@ pub trait RdpServerDisplayUpdates {
 ///     }
 ///
 ///     async fn updates(&mut self) -> Result<Box<dyn RdpServerDisplayUpdates>> {
-///         Ok(Box::new(DisplayUpdates { receiver: todo!() }))
+///         let (_sender, receiver) = tokio::sync::mpsc::channel(16);
+///         Ok(Box::new(DisplayUpdates { receiver }))
 ///     }
 /// }
 /// ```

@@ -423,16 +423,15 @@ pub enum TransportTls {
 ///# #[async_trait::async_trait]
 ///# impl RdpServerDisplay for NoopDisplay {
 ///#     async fn size(&mut self) -> DesktopSize {
-///#         todo!()
+///#         DesktopSize { width: 1024, height: 768 }
 ///#     }
 ///#     async fn updates(&mut self) -> Result<Box<dyn RdpServerDisplayUpdates>> {
-///#         todo!()
+///#         anyhow::bail!("this example has no picture")
 ///#     }
 ///# }
-///# async fn stub() -> Result<()> {
-/// fn make_tls_acceptor() -> TlsAcceptor {
-///    /* snip */
-///#    todo!()
+///# async fn example(config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>) -> Result<()> {
+/// fn make_tls_acceptor(config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>) -> TlsAcceptor {
+///     TlsAcceptor::from(config)
 /// }
 ///
 /// fn make_input_handler() -> impl RdpServerInputHandler {
@@ -445,7 +444,7 @@ pub enum TransportTls {
 ///#    NoopDisplay
 /// }
 ///
-/// let tls_acceptor = make_tls_acceptor();
+/// let tls_acceptor = make_tls_acceptor(config);
 /// let input_handler = make_input_handler();
 /// let display_handler = make_display_handler();
 ///
