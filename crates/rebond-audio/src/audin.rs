@@ -759,6 +759,11 @@ mod tests {
         assert!((hz(&received, rate) - 440.0).abs() < 3.0);
     }
 
+    /// The server's Sound Formats PDU offering `formats`, and the client's replies.
+    fn offer(client: &mut AudinClient, formats: Vec<AudioFormat>, extra: Vec<u8>) -> Result<Vec<Vec<u8>>, AudinError> {
+        client.on_message(&AudinPdu::Formats { formats, extra }.encode())
+    }
+
     #[test]
     fn formats_that_are_not_pcm16_are_declined() {
         let mut adpcm = AudioFormat::pcm(22_050, 1);
@@ -770,15 +775,7 @@ mod tests {
             AudioFormat::pcm(16_000, 1),
             AudioFormat::pcm(96_000, 2),
         ];
-        let reply = client
-            .on_message(
-                &AudinPdu::Formats {
-                    formats: offered,
-                    extra: vec![],
-                }
-                .encode(),
-            )
-            .unwrap();
+        let reply = offer(&mut client, offered, vec![]).unwrap();
         assert_eq!(reply[0], vec![DATA_INCOMING]);
         assert_eq!(
             AudinPdu::decode(&reply[1]).unwrap(),
@@ -825,14 +822,7 @@ mod tests {
             AudioFormat::pcm(16_000, 2),
             AudioFormat::pcm(16_000, 1),
         ];
-        let reply = client
-            .on_message(
-                &AudinPdu::Formats {
-                    formats: offered,
-                    extra: vec![1, 2],
-                }
-                .encode(),
-            )
+        let reply = offer(&mut client, offered, vec![1, 2])
             .unwrap();
         assert_eq!(
             AudinPdu::decode(&reply[1]).unwrap(),

@@ -95,11 +95,13 @@ impl RdpsndClientHandler for SpeakerTap {
 /// The `AUDIO_INPUT` dynamic channel, client side.
 pub struct MicrophoneChannel {
     client: AudinClient,
+    /// A message the workstation sent that we do not understand is logged once.
+    warned: bool,
 }
 
 impl MicrophoneChannel {
     pub fn new() -> Self {
-        Self { client: AudinClient::new() }
+        Self { client: AudinClient::new(), warned: false }
     }
 
     /// Messages carrying 48 kHz mono samples to the workstation, once it opened the
@@ -139,7 +141,13 @@ impl DvcProcessor for MicrophoneChannel {
                 }
                 Ok(dvc_messages(replies))
             }
-            Err(e) => Err(ironrdp_pdu::pdu_other_err!("AUDIO_INPUT", source: e)),
+            // Only the microphone is at stake: the message is ignored and the session goes on.
+            Err(e) => {
+                if !std::mem::replace(&mut self.warned, true) {
+                    tracing::warn!(error = %e, "the workstation sent an audio-input message we cannot use; ignored");
+                }
+                Ok(Vec::new())
+            }
         }
     }
 }
@@ -172,3 +180,19 @@ impl Encode for RawMessage {
 }
 
 impl DvcEncode for RawMessage {}
+
+#[cfg(test)]
+mod tests {
+    use ironrdp_dvc::DvcProcessor as _;
+
+    use super::*;
+
+    #[test]
+    fn a_message_the_microphone_channel_cannot_use_is_ignored_not_fatal() {
+        let mut channel = MicrophoneChannel::new();
+        assert!(channel.process(1, &[0x09, 1, 2]).unwrap().is_empty(), "unknown message id");
+        assert!(channel.process(1, &[]).unwrap().is_empty(), "empty message");
+        // The channel still negotiates afterwards.
+        assert_eq!(channel.process(1, &rebond_audio::audin::AudinPdu::Version(2).encode()).unwrap().len(), 1);
+    }
+}
