@@ -155,7 +155,15 @@ async fn a_directory_user_lands_on_their_own_workstation_with_single_sign_on() {
     // Asking for someone else's PC is refused and recorded.
     let (_, body) = post_sign_in(&gw, &serde_json::json!({ "user": "alice", "password": PASSWORD, "workstation": format!("rdp://ws-bob.test.lan:{port}") }));
     assert_eq!(body["code"], "workstation_not_yours", "{body}");
-    assert!(audit_records(&gw).iter().any(|(k, u, d)| k == "route_violation" && u == "alice" && d["asked"].as_str().unwrap().contains("ws-bob")));
+    // The gateway writes the record as it answers: give the write a moment.
+    let recorded = || {
+        audit_records(&gw).iter().any(|(k, u, d)| k == "route_violation" && u == "alice" && d["asked"].as_str().unwrap().contains("ws-bob"))
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !recorded() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recorded());
 
     // The administrator's check tells the whole story for alice, and what is wrong for others.
     let check = |user: &str| {
