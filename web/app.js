@@ -4,7 +4,7 @@
 
 import { Sound } from './sound.js';
 
-const SUBPROTOCOL = 'rebond.v1';
+const SUBPROTOCOL = 'rebond.v2';
 const $ = (id) => document.getElementById(id);
 
 // PC/AT set-1 scancodes by physical key (KeyboardEvent.code): the workstation's
@@ -39,7 +39,7 @@ const T = { // uplink message types
 const D = { // downlink message types
   HELLO: 0x01, STATUS: 0x02, SIZE: 0x03, TILE: 0x04, FRAME_END: 0x05, POINTER: 0x06,
   POINTER_HIDDEN: 0x07, POINTER_DEFAULT: 0x08, ERROR: 0x09, NOTICE: 0x0a, SOCKET_KEY: 0x0b,
-  SOUND_SETTINGS: 0x0c, SPEAKER: 0x0d,
+  SOUND_SETTINGS: 0x0c, SPEAKER: 0x0d, MOVES: 0x0e,
 };
 const CODEC_MIME = { 1: 'image/png', 2: 'image/jpeg' };
 
@@ -61,6 +61,27 @@ let sound = null;
 
 const canvas = $('screen');
 const ctx = canvas.getContext('2d', { alpha: false });
+// What the page has drawn, for support and tests.
+window.rebondStats = { moves: 0 };
+// Where moved pixels wait while their destinations are drawn.
+const moveSource = document.createElement('canvas');
+const moveCtx = moveSource.getContext('2d', { alpha: false });
+
+// Draws moved rectangles ([srcX, srcY, x, y, w, h]), every source as it was before any of them.
+function drawMoves(moves) {
+  let left = Infinity, top = Infinity, right = 0, bottom = 0;
+  for (const [sx, sy, , , w, h] of moves) {
+    left = Math.min(left, sx); top = Math.min(top, sy);
+    right = Math.max(right, sx + w); bottom = Math.max(bottom, sy + h);
+  }
+  if (moveSource.width < right - left || moveSource.height < bottom - top) {
+    moveSource.width = Math.max(moveSource.width, right - left);
+    moveSource.height = Math.max(moveSource.height, bottom - top);
+  }
+  moveCtx.drawImage(canvas, left, top, right - left, bottom - top, 0, 0, right - left, bottom - top);
+  for (const [sx, sy, x, y, w, h] of moves) ctx.drawImage(moveSource, sx - left, sy - top, w, h, x, y, w, h);
+  window.rebondStats.moves += moves.length;
+}
 
 function t(key) { return (texts[lang] && texts[lang][key]) || (texts.en && texts.en[key]) || key; }
 
@@ -302,6 +323,14 @@ function onMessage(ev) {
       const decoded = createImageBitmap(blob);
       // Decode in parallel, draw in order.
       drawing = drawing.then(() => decoded).then((img) => { ctx.drawImage(img, x, y); img.close(); }, () => {});
+      break;
+    }
+    case D.MOVES: {
+      const moves = [];
+      for (let o = 1; o + 12 <= data.length; o += 12) {
+        moves.push([0, 2, 4, 6, 8, 10].map((k) => view.getUint16(o + k, true)));
+      }
+      drawing = drawing.then(() => drawMoves(moves));
       break;
     }
     case D.FRAME_END: {

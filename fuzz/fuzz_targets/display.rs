@@ -1,7 +1,8 @@
 //! The worker's glue on the workstation side: damage rectangles and desktop sizes come
 //! from the workstation, pixels from its bitmap updates. Whatever they are, the encoder
-//! never panics, every region lies inside the desktop and decodes to its declared size,
-//! and in lossless mode a full refresh reproduces the desktop exactly.
+//! never panics, every move and region lies inside the desktop, every region decodes to
+//! its declared size, in lossless mode the browser's picture (moves and images applied)
+//! is always the encoder's, and a full refresh reproduces the desktop exactly.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +31,26 @@ fn apply(canvas: &mut [u8], stride: u16, r: &rebond_display::EncodedRegion) {
             canvas[dst..dst + 3].copy_from_slice(&rgb[src..src + 3]);
         }
     }
+}
+
+fn apply_moves(canvas: &mut [u8], stride: u16, moves: &[rebond_wire::Move], w: u16, h: u16) {
+    let before = canvas.to_vec();
+    for m in moves {
+        assert!(m.width > 0 && m.height > 0);
+        for (x, y) in [(m.x, m.y), (m.src_x, m.src_y)] {
+            assert!(u32::from(x) + u32::from(m.width) <= u32::from(w) && u32::from(y) + u32::from(m.height) <= u32::from(h));
+        }
+        for row in 0..usize::from(m.height) {
+            let s = ((usize::from(m.src_y) + row) * usize::from(stride) + usize::from(m.src_x)) * 4;
+            let d = ((usize::from(m.y) + row) * usize::from(stride) + usize::from(m.x)) * 4;
+            let n = usize::from(m.width) * 4;
+            canvas[d..d + n].copy_from_slice(&before[s..s + n]);
+        }
+    }
+}
+
+fn same_rgb(a: &[u8], b: &[u8]) -> bool {
+    a.chunks(4).zip(b.chunks(4)).all(|(a, b)| a[..3] == b[..3])
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -67,19 +88,23 @@ fuzz_target!(|data: &[u8]| {
                 if op[0] % 5 == 4 {
                     enc.invalidate();
                 }
-                for r in enc.encode(&frame) {
+                let encoded = enc.encode(&frame);
+                apply_moves(&mut canvas, w, &encoded.moves, w, h);
+                for r in &encoded.regions {
                     assert!(r.width > 0 && r.height > 0);
                     assert!(u32::from(r.x) + u32::from(r.width) <= u32::from(w));
                     assert!(u32::from(r.y) + u32::from(r.height) <= u32::from(h));
                     if r.codec == ImageCodec::Png {
-                        apply(&mut canvas, w, &r);
+                        apply(&mut canvas, w, r);
                     } else {
                         assert!(!lossless, "JPEG in lossless mode");
                     }
                 }
+                if lossless {
+                    assert!(same_rgb(enc.picture(), &canvas), "the browser has what the encoder thinks it has");
+                }
                 if lossless && op[0] % 5 == 4 {
-                    let same = frame.chunks(4).zip(canvas.chunks(4)).all(|(a, b)| a[..3] == b[..3]);
-                    assert!(same, "a full refresh reproduces the desktop");
+                    assert!(same_rgb(&frame, &canvas), "a full refresh reproduces the desktop");
                 }
             }
             _ => unreachable!(),

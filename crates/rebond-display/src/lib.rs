@@ -1,15 +1,19 @@
 //! From framebuffer to browser images: damage tracking on a tile grid, skipping
 //! tiles that did not really change, and a per-region choice of codec.
 //!
-//! Sans-IO: takes RGBA pixels, returns [`rebond_wire::Downlink::Tile`] payloads.
+//! Sans-IO: takes RGBA pixels, returns [`rebond_wire::Move`]s (a scroll, a dragged
+//! window: pixels the browser already has, drawn from where they were) and
+//! [`rebond_wire::Downlink::Tile`] payloads.
 //! Lossless PNG (palette-indexed) for text and user interface, where few colours
 //! appear; JPEG only for regions rich in colour (photographs, video), where it pays.
 //!
-//! INVARIANT: after `encode`, the browser's picture equals the framebuffer exactly on
-//! every region sent as PNG, and the encoder's shadow copy equals the framebuffer
-//! on every tile it sent.
+//! INVARIANT: after `encode`, the encoder's shadow copy equals the framebuffer on
+//! every tile it sent or moved, and the browser's picture equals the shadow exactly
+//! on every tile not marked lossy (sent as PNG, or moved from such tiles only).
 
-use rebond_wire::ImageCodec;
+use rebond_wire::{ImageCodec, Move};
+
+mod moves;
 
 /// Side of a damage tile, in pixels.
 pub const TILE: u16 = 64;
@@ -36,15 +40,17 @@ pub struct EncoderSettings {
     pub jpeg_quality: u8,
     /// Never use a lossy codec.
     pub lossless_only: bool,
+    /// Send scrolls and moved windows as moves of what the browser has.
+    pub detect_moves: bool,
 }
 
 impl Default for EncoderSettings {
     fn default() -> Self {
-        Self { jpeg_quality: 80, lossless_only: false }
+        Self { jpeg_quality: 80, lossless_only: false, detect_moves: true }
     }
 }
 
-/// Tracks what the browser has and turns damage into images.
+/// Tracks what the browser has and turns damage into moves and images.
 pub struct Encoder {
     width: u16,
     height: u16,
@@ -55,7 +61,24 @@ pub struct Encoder {
     dirty: Vec<bool>,
     /// Tiles that must be sent even if the shadow matches (browser lost its picture).
     forced: Vec<bool>,
+    /// Tiles the browser holds only approximately (sent lossy, or moved from such a tile).
+    lossy: Vec<bool>,
+    moves: moves::Detector,
     settings: EncoderSettings,
+}
+
+/// What one call to [`Encoder::encode`] sends: the moves first, then the images.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EncodedFrame {
+    /// Drawn from the picture as it stood before this frame (see [`rebond_wire::Move`]).
+    pub moves: Vec<Move>,
+    pub regions: Vec<EncodedRegion>,
+}
+
+impl EncodedFrame {
+    pub fn is_empty(&self) -> bool {
+        self.moves.is_empty() && self.regions.is_empty()
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,6 +86,10 @@ enum Class {
     Palette,
     Rich,
 }
+
+/// Move detection is tried only when at least this many tiles changed: a keystroke
+/// changes one or two, and searching would cost it CPU for nothing.
+const MIN_TILES_FOR_MOVES: usize = 3;
 
 impl Encoder {
     pub fn new(width: u16, height: u16, settings: EncoderSettings) -> Self {
@@ -74,6 +101,8 @@ impl Encoder {
             shadow: Vec::new(),
             dirty: Vec::new(),
             forced: Vec::new(),
+            lossy: Vec::new(),
+            moves: moves::Detector::new(),
             settings,
         };
         e.resize(width, height);
@@ -98,6 +127,7 @@ impl Encoder {
         self.shadow = vec![0; usize::from(width) * usize::from(height) * 4];
         self.dirty = vec![true; tiles];
         self.forced = vec![true; tiles];
+        self.lossy = vec![false; tiles];
     }
 
     /// The browser lost its picture (a new page, a reconnect): send everything.
@@ -120,42 +150,72 @@ impl Encoder {
         }
     }
 
+    /// The picture the browser has, as far as the encoder sent it (RGBA; exact where
+    /// it was sent losslessly).
+    pub fn picture(&self) -> &[u8] {
+        &self.shadow
+    }
+
     pub fn has_damage(&self) -> bool {
         self.dirty.iter().any(|d| *d)
     }
 
-    /// Encodes every dirty tile whose pixels differ from what the browser has.
+    /// Encodes every dirty tile whose pixels differ from what the browser has: as a
+    /// move where the browser already has its pixels elsewhere, as an image otherwise.
     ///
     /// `frame` is the whole desktop, RGBA, `width * height * 4` bytes.
-    pub fn encode(&mut self, frame: &[u8]) -> Vec<EncodedRegion> {
+    pub fn encode(&mut self, frame: &[u8]) -> EncodedFrame {
         assert_eq!(frame.len(), self.shadow.len(), "frame does not match the desktop size");
-        let mut out = Vec::new();
+        let mut changed = vec![false; self.dirty.len()];
+        let mut forced_any = false;
+        for (idx, c) in changed.iter_mut().enumerate() {
+            if std::mem::take(&mut self.dirty[idx]) {
+                let forced = std::mem::take(&mut self.forced[idx]);
+                forced_any |= forced;
+                *c = forced || self.tile_differs(frame, idx);
+            }
+        }
+        let count = changed.iter().filter(|c| **c).count();
+        // After a lost picture the browser has nothing to move from.
+        let vectors = if self.settings.detect_moves && !forced_any && count >= MIN_TILES_FOR_MOVES {
+            let view = moves::View { width: self.width, height: self.height, cols: self.cols, frame, shadow: &self.shadow };
+            self.moves.detect(&view, &changed)
+        } else {
+            vec![None; changed.len()]
+        };
+        // Lossiness follows the pixels: a tile moved from an approximate one is approximate.
+        let lossy_after: Vec<bool> = (0..changed.len())
+            .map(|idx| match vectors[idx] {
+                Some(v) => self.source_is_lossy(idx, v),
+                None => self.lossy[idx],
+            })
+            .collect();
+        self.lossy = lossy_after;
+        for idx in (0..changed.len()).filter(|i| changed[*i]) {
+            self.copy_tile(frame, idx);
+        }
+        let moves = self.merge_moves(&vectors);
+        let mut regions = Vec::new();
         for row in 0..self.rows {
             let mut run: Option<(u16, u16, Class)> = None; // (first col, count, class)
             for col in 0..self.cols {
                 let idx = usize::from(row) * usize::from(self.cols) + usize::from(col);
-                let changed = if std::mem::take(&mut self.dirty[idx]) {
-                    let forced = std::mem::take(&mut self.forced[idx]);
-                    self.refresh_tile(frame, col, row) || forced
-                } else {
-                    false
-                };
-                let class = changed.then(|| self.classify(frame, col, row));
+                let class = (changed[idx] && vectors[idx].is_none()).then(|| self.classify(frame, col, row));
                 match (run, class) {
                     (Some((first, n, c)), Some(k)) if c == k && n < MAX_RUN_TILES => run = Some((first, n + 1, c)),
                     (prev, next) => {
                         if let Some((first, n, c)) = prev {
-                            out.push(self.encode_run(frame, row, first, n, c));
+                            regions.push(self.encode_run(frame, row, first, n, c));
                         }
                         run = next.map(|k| (col, 1, k));
                     }
                 }
             }
             if let Some((first, n, c)) = run {
-                out.push(self.encode_run(frame, row, first, n, c));
+                regions.push(self.encode_run(frame, row, first, n, c));
             }
         }
-        out
+        EncodedFrame { moves, regions }
     }
 
     fn tile_rect(&self, col: u16, row: u16) -> (usize, usize, usize, usize) {
@@ -166,19 +226,64 @@ impl Encoder {
         (x, y, w, h)
     }
 
-    /// Copies the tile into the shadow; returns whether it differed.
-    fn refresh_tile(&mut self, frame: &[u8], col: u16, row: u16) -> bool {
-        let (x, y, w, h) = self.tile_rect(col, row);
+    fn tile_spans(&self, idx: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let (x, y, w, h) = self.tile_rect(idx as u16 % self.cols, idx as u16 / self.cols);
         let stride = usize::from(self.width) * 4;
-        let mut changed = false;
-        for line in y..y + h {
-            let span = line * stride + x * 4..line * stride + (x + w) * 4;
-            if self.shadow[span.clone()] != frame[span.clone()] {
-                self.shadow[span.clone()].copy_from_slice(&frame[span]);
-                changed = true;
-            }
+        (y..y + h).map(move |line| line * stride + x * 4..line * stride + (x + w) * 4)
+    }
+
+    /// Whether the tile's pixels differ from what the browser has.
+    fn tile_differs(&self, frame: &[u8], idx: usize) -> bool {
+        self.tile_spans(idx).any(|span| self.shadow[span.clone()] != frame[span])
+    }
+
+    fn copy_tile(&mut self, frame: &[u8], idx: usize) {
+        for span in self.tile_spans(idx).collect::<Vec<_>>() {
+            self.shadow[span.clone()].copy_from_slice(&frame[span]);
         }
-        changed
+    }
+
+    /// Whether any tile under the source of tile `idx` moved by `v` is approximate.
+    fn source_is_lossy(&self, idx: usize, v: moves::Vector) -> bool {
+        let (x, y, w, h) = self.tile_rect(idx as u16 % self.cols, idx as u16 / self.cols);
+        let (sx, sy) = ((x as i32 + v.0) as usize, (y as i32 + v.1) as usize);
+        let t = usize::from(TILE);
+        (sy / t..=(sy + h - 1) / t).any(|r| (sx / t..=(sx + w - 1) / t).any(|c| self.lossy[r * usize::from(self.cols) + c]))
+    }
+
+    /// Moved tiles as few rectangles: runs along a row, then runs of equal rows.
+    fn merge_moves(&self, vectors: &[Option<moves::Vector>]) -> Vec<Move> {
+        let mut done: Vec<(Move, moves::Vector)> = Vec::new();
+        let mut open: Vec<(Move, moves::Vector)> = Vec::new();
+        for row in 0..self.rows {
+            let mut this_row: Vec<(Move, moves::Vector)> = Vec::new();
+            for col in 0..self.cols {
+                let idx = usize::from(row) * usize::from(self.cols) + usize::from(col);
+                let Some(v) = vectors[idx] else { continue };
+                let (x, y, w, h) = self.tile_rect(col, row);
+                match this_row.last_mut() {
+                    Some((m, mv)) if *mv == v && usize::from(m.x + m.width) == x => m.width += w as u16,
+                    _ => this_row.push((Move { src_x: 0, src_y: 0, x: x as u16, y: y as u16, width: w as u16, height: h as u16 }, v)),
+                }
+            }
+            let mut next_open = Vec::new();
+            for (m, v) in this_row {
+                match open.iter().position(|(o, ov)| *ov == v && o.x == m.x && o.width == m.width && o.y + o.height == m.y) {
+                    Some(i) => {
+                        let (mut o, ov) = open.swap_remove(i);
+                        o.height += m.height;
+                        next_open.push((o, ov));
+                    }
+                    None => next_open.push((m, v)),
+                }
+            }
+            done.append(&mut open);
+            open = next_open;
+        }
+        done.append(&mut open);
+        done.into_iter()
+            .map(|(m, v)| Move { src_x: (i32::from(m.x) + v.0) as u16, src_y: (i32::from(m.y) + v.1) as u16, ..m })
+            .collect()
     }
 
     fn classify(&self, frame: &[u8], col: u16, row: u16) -> Class {
@@ -198,11 +303,14 @@ impl Encoder {
         Class::Palette
     }
 
-    fn encode_run(&self, frame: &[u8], row: u16, first: u16, count: u16, class: Class) -> EncodedRegion {
+    fn encode_run(&mut self, frame: &[u8], row: u16, first: u16, count: u16, class: Class) -> EncodedRegion {
         let x = first * TILE;
         let y = row * TILE;
         let width = (count * TILE).min(self.width - x);
         let height = TILE.min(self.height - y);
+        for col in first..first + count {
+            self.lossy[usize::from(row) * usize::from(self.cols) + usize::from(col)] = class == Class::Rich;
+        }
         let (codec, data) = match class {
             Class::Rich => (ImageCodec::Jpeg, encode_jpeg(frame, self.width, x, y, width, height, self.settings.jpeg_quality)),
             Class::Palette => (ImageCodec::Png, encode_png(frame, self.width, x, y, width, height)),

@@ -19,7 +19,7 @@ fn first_encode_sends_the_whole_desktop_then_nothing() {
     let (w, h) = (200, 130); // partial tiles at the right and bottom
     let frame = blank(w, h, [10, 20, 30]);
     let mut e = Encoder::new(w, h, EncoderSettings::default());
-    let regions = e.encode(&frame);
+    let regions = e.encode(&frame).regions;
     let area: u32 = regions.iter().map(|r| u32::from(r.width) * u32::from(r.height)).sum();
     assert_eq!(area, u32::from(w) * u32::from(h));
     assert!(regions.iter().all(|r| r.codec == ImageCodec::Png));
@@ -27,7 +27,7 @@ fn first_encode_sends_the_whole_desktop_then_nothing() {
     e.damage(0, 0, w, h);
     assert!(e.encode(&frame).is_empty(), "unchanged pixels are not sent again");
     e.invalidate();
-    assert_eq!(e.encode(&frame).len(), regions.len(), "after invalidate everything goes again");
+    assert_eq!(e.encode(&frame).regions.len(), regions.len(), "after invalidate everything goes again");
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn only_changed_tiles_are_sent_and_png_is_exact() {
         }
     }
     e.damage(0, 0, w, h);
-    let regions = e.encode(&frame);
+    let regions = e.encode(&frame).regions;
     assert_eq!(regions.len(), 1);
     let r = &regions[0];
     assert_eq!((r.x, r.y, r.width, r.height, r.codec), (128, 64, 64, 64, ImageCodec::Png));
@@ -70,12 +70,12 @@ fn photographic_regions_go_lossy_and_runs_merge() {
         }
     }
     let mut e = Encoder::new(w, h, EncoderSettings::default());
-    let regions = e.encode(&frame);
+    let regions = e.encode(&frame).regions;
     let kinds: Vec<_> = regions.iter().map(|r| (r.x, r.width, r.codec)).collect();
     assert_eq!(kinds, vec![(0, 256, ImageCodec::Jpeg), (256, 256, ImageCodec::Png)]);
 
     let mut lossless = Encoder::new(w, h, EncoderSettings { lossless_only: true, ..Default::default() });
-    assert!(lossless.encode(&frame).iter().all(|r| r.codec == ImageCodec::Png));
+    assert!(lossless.encode(&frame).regions.iter().all(|r| r.codec == ImageCodec::Png));
 }
 
 #[test]
@@ -85,4 +85,183 @@ fn damage_outside_the_desktop_is_ignored() {
     e.damage(500, 500, 600, 600);
     e.damage(50, 50, 40, 40);
     assert!(!e.has_damage());
+}
+
+/// The browser's side: draws moves (from the picture before them) and PNG regions.
+struct Browser {
+    width: u16,
+    rgba: Vec<u8>,
+}
+
+impl Browser {
+    fn new(w: u16, h: u16) -> Self {
+        Self { width: w, rgba: vec![0; usize::from(w) * usize::from(h) * 4] }
+    }
+
+    fn apply(&mut self, f: &EncodedFrame) {
+        let stride = usize::from(self.width) * 4;
+        let before = self.rgba.clone();
+        for m in &f.moves {
+            for r in 0..usize::from(m.height) {
+                let s = (usize::from(m.src_y) + r) * stride + usize::from(m.src_x) * 4;
+                let d = (usize::from(m.y) + r) * stride + usize::from(m.x) * 4;
+                let n = usize::from(m.width) * 4;
+                self.rgba[d..d + n].copy_from_slice(&before[s..s + n]);
+            }
+        }
+        for region in &f.regions {
+            assert_eq!(region.codec, ImageCodec::Png, "these pictures are few-colour");
+            let (w, _, rgb) = decode_png(&region.data);
+            for (i, px) in rgb.chunks_exact(3).enumerate() {
+                let (col, row) = (i % w as usize, i / w as usize);
+                let d = (usize::from(region.y) + row) * stride + (usize::from(region.x) + col) * 4;
+                self.rgba[d..d + 3].copy_from_slice(px);
+                self.rgba[d + 3] = 255;
+            }
+        }
+    }
+}
+
+/// A page of "text": rows of few-colour noise that differ from line to line, the
+/// way a terminal or document does, `lines` lines of 13 pixels from line `first`.
+fn text_page(w: u16, h: u16, first: usize, seed: u64) -> Vec<u8> {
+    let mut out = blank(w, h, [255, 255, 255]);
+    for y in 0..usize::from(h) {
+        let line = first + y / 13;
+        for x in 0..usize::from(w) {
+            let v = (line as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed ^ ((x as u64 / 6) << 32) ^ ((y % 13) as u64);
+            let ink = v.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 61 == 0;
+            if ink && y % 13 > 2 {
+                let i = (y * usize::from(w) + x) * 4;
+                out[i..i + 3].copy_from_slice(&[0, 0, 0]);
+            }
+        }
+    }
+    out
+}
+
+fn sent_area(f: &EncodedFrame) -> u32 {
+    f.regions.iter().map(|r| u32::from(r.width) * u32::from(r.height)).sum()
+}
+
+#[test]
+fn a_scroll_is_sent_as_a_move_and_the_new_lines_only() {
+    let (w, h) = (640, 480);
+    let mut e = Encoder::new(w, h, EncoderSettings::default());
+    let mut browser = Browser::new(w, h);
+    browser.apply(&e.encode(&text_page(w, h, 0, 1)));
+    // Three lines scroll up (39 pixels).
+    let next = text_page(w, h, 3, 1);
+    e.damage(0, 0, w, h);
+    let f = e.encode(&next);
+    browser.apply(&f);
+    assert_eq!(browser.rgba, next, "the browser's picture is exact");
+    assert!(!f.moves.is_empty());
+    assert!(f.moves.iter().all(|m| m.src_y == m.y + 39 && m.src_x == m.x), "{:?}", f.moves);
+    assert!(f.moves.len() <= 2, "tiles merge into few rectangles: {:?}", f.moves);
+    assert!(sent_area(&f) <= u32::from(w) * 64 * 2, "only the bottom tiles go as images, not {} pixels", sent_area(&f));
+}
+
+#[test]
+fn a_window_dragged_sideways_is_moved() {
+    let (w, h) = (512, 320);
+    let window = text_page(192, 192, 0, 7);
+    let place = |dx: usize| {
+        let mut f = blank(w, h, [40, 90, 160]);
+        for y in 0..192 {
+            let d = ((64 + y) * usize::from(w) + 40 + dx) * 4;
+            f[d..d + 192 * 4].copy_from_slice(&window[y * 192 * 4..(y + 1) * 192 * 4]);
+        }
+        f
+    };
+    let mut e = Encoder::new(w, h, EncoderSettings::default());
+    let mut browser = Browser::new(w, h);
+    browser.apply(&e.encode(&place(0)));
+    for step in 1..4 {
+        let next = place(step * 48);
+        e.damage(0, 0, w, h);
+        let f = e.encode(&next);
+        browser.apply(&f);
+        assert_eq!(browser.rgba, next, "step {step}: the browser's picture is exact");
+        assert!(f.moves.iter().any(|m| m.src_x + 48 == m.x && m.src_y == m.y), "step {step}: {:?}", f.moves);
+    }
+}
+
+#[test]
+fn a_keystroke_is_an_image_and_no_search() {
+    let (w, h) = (256, 128);
+    let mut e = Encoder::new(w, h, EncoderSettings::default());
+    let page = text_page(w, h, 0, 3);
+    e.encode(&page);
+    let mut next = page.clone();
+    next[(70 * 256 + 10) * 4..][..12].fill(0);
+    e.damage(0, 0, w, h);
+    let f = e.encode(&next);
+    assert!(f.moves.is_empty());
+    assert_eq!(f.regions.len(), 1);
+}
+
+#[test]
+fn moves_are_off_when_asked() {
+    let (w, h) = (640, 480);
+    let mut e = Encoder::new(w, h, EncoderSettings { detect_moves: false, ..Default::default() });
+    e.encode(&text_page(w, h, 0, 1));
+    e.damage(0, 0, w, h);
+    let f = e.encode(&text_page(w, h, 3, 1));
+    assert!(f.moves.is_empty());
+}
+
+#[test]
+fn pixels_moved_from_a_lossy_tile_stay_marked_lossy() {
+    let (w, h) = (256, 256);
+    let mut photo = blank(w, h, [255, 255, 255]);
+    for y in 0..128usize {
+        for x in 0..256usize {
+            let i = (y * 256 + x) * 4;
+            photo[i..i + 3].copy_from_slice(&[x as u8, (y * 2) as u8, ((x * 7 + y * 13) % 256) as u8]);
+        }
+    }
+    let mut e = Encoder::new(w, h, EncoderSettings::default());
+    e.encode(&photo);
+    assert!(e.lossy[0], "the photograph went as JPEG");
+    // The photograph scrolls down by 64 pixels.
+    let mut next = blank(w, h, [255, 255, 255]);
+    next[64 * 256 * 4..192 * 256 * 4].copy_from_slice(&photo[..128 * 256 * 4]);
+    e.damage(0, 0, w, h);
+    let f = e.encode(&next);
+    assert!(!f.moves.is_empty(), "moved, not sent again");
+    let cols = 4;
+    assert!((0..cols).all(|c| e.lossy[cols + c] && e.lossy[2 * cols + c]), "the moved tiles are approximate");
+    assert!((0..cols).all(|c| !e.lossy[c]), "the white tiles sent as PNG are exact");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Whatever scrolls and drags happen, the browser's picture ends exact.
+        #[test]
+        fn the_browser_stays_exact(steps in prop::collection::vec((0usize..40, -3i32..4, 0u64..3), 1..6)) {
+            let (w, h) = (320, 200);
+            let mut e = Encoder::new(w, h, EncoderSettings::default());
+            let mut browser = Browser::new(w, h);
+            browser.apply(&e.encode(&text_page(w, h, 0, 0)));
+            for (first, shift, seed) in steps {
+                let mut next = text_page(w, h, first, seed);
+                // Part of the page also shifts sideways, like a window being dragged.
+                if shift != 0 {
+                    let dx = (shift * 16).unsigned_abs() as usize;
+                    for y in 64..128usize {
+                        let row = &mut next[y * usize::from(w) * 4..(y + 1) * usize::from(w) * 4];
+                        if shift > 0 { row.rotate_right(dx * 4) } else { row.rotate_left(dx * 4) }
+                    }
+                }
+                e.damage(0, 0, w, h);
+                browser.apply(&e.encode(&next));
+                prop_assert!(browser.rgba == next);
+            }
+        }
+    }
 }

@@ -42,6 +42,10 @@ pub struct Config {
     /// Send every region losslessly (no JPEG).
     #[serde(default)]
     pub lossless_only: bool,
+    /// Send scrolls and moved windows as moves of pixels the browser already has
+    /// (false: as images, as before; for comparing, or to rule it out).
+    #[serde(default = "yes")]
+    pub detect_moves: bool,
     /// PostgreSQL shared by the nodes of a cluster (`postgres://user:password@host/db`);
     /// without it, the records stay in SQLite in `data_dir` (one node).
     #[serde(default)]
@@ -252,6 +256,9 @@ pub fn default_data_dir() -> PathBuf {
         Some(home) => Path::new(&home).join(".local/share/rebond"),
         None => PathBuf::from("/var/lib/rebond"),
     }
+}
+fn yes() -> bool {
+    true
 }
 fn default_max_sessions() -> usize {
     100

@@ -45,6 +45,23 @@ impl Framebuffer {
         Ok(())
     }
 
+    /// Draws moved rectangles, every source read from the picture before any of them.
+    pub fn apply_moves(&mut self, moves: &[rebond_wire::Move]) -> anyhow::Result<()> {
+        let before = self.rgba.clone();
+        let stride = usize::from(self.width) * 4;
+        for m in moves {
+            let fits = |x: u16, y: u16| u32::from(x) + u32::from(m.width) <= u32::from(self.width) && u32::from(y) + u32::from(m.height) <= u32::from(self.height);
+            anyhow::ensure!(fits(m.src_x, m.src_y) && fits(m.x, m.y), "move outside the desktop");
+            let n = usize::from(m.width) * 4;
+            for row in 0..usize::from(m.height) {
+                let s = (usize::from(m.src_y) + row) * stride + usize::from(m.src_x) * 4;
+                let d = (usize::from(m.y) + row) * stride + usize::from(m.x) * 4;
+                self.rgba[d..d + n].copy_from_slice(&before[s..s + n]);
+            }
+        }
+        Ok(())
+    }
+
     pub fn save_png(&self, path: &Path) -> anyhow::Result<()> {
         let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
         let mut enc = png::Encoder::new(std::io::BufWriter::new(file), u32::from(self.width), u32::from(self.height));

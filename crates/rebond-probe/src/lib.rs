@@ -56,6 +56,8 @@ pub struct ProbeReport {
     pub frames: u64,
     pub tiles_png: u64,
     pub tiles_jpeg: u64,
+    /// Moved rectangles received (scrolls, dragged windows).
+    pub moves: u64,
     pub keys_sent: u64,
     /// Pointer shapes received (the workstation's cursor, drawn by the browser).
     pub pointer_shapes: u64,
@@ -228,6 +230,10 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                             rebond_wire::ImageCodec::Jpeg => report.tiles_jpeg += 1,
                         }
                         fb.draw(x, y, width, height, codec, &data)?;
+                    }
+                    Ok(Downlink::Moves { moves }) => {
+                        report.moves += moves.len() as u64;
+                        fb.apply_moves(&moves)?;
                     }
                     Ok(Downlink::FrameEnd { seq }) => {
                         report.frames += 1;

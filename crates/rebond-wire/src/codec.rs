@@ -54,6 +54,11 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.take()?))
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.bytes)
     }

@@ -15,9 +15,9 @@ pub use catalog::{Lang, Text, CATALOG_KEYS};
 pub use codec::{DecodeError, Reader};
 
 /// Protocol version carried in the subprotocol name and in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// WebSocket subprotocol the page must ask for.
-pub const SUBPROTOCOL: &str = "rebond.v1";
+pub const SUBPROTOCOL: &str = "rebond.v2";
 /// Largest uplink message the gateway accepts: input is tiny, a microphone packet is
 /// the only larger one (see [`MAX_MICROPHONE_PACKET`]); anything bigger is abuse.
 pub const MAX_UPLINK_LEN: usize = 1 + MAX_MICROPHONE_PACKET;
@@ -254,7 +254,30 @@ pub enum Downlink {
     /// the first packet after silence, so the page restarts its jitter buffer instead
     /// of counting an underrun.
     Speaker { fresh: bool, packet: Vec<u8> },
+    /// Rectangles of the picture that moved (a scroll, a dragged window): each is drawn
+    /// from where it was. Every source is read from the picture as it stood before this
+    /// message, so the moves of one message may overlap. Comes before a frame's tiles.
+    Moves { moves: Vec<Move> },
 }
+
+/// One moved rectangle: the `width` × `height` pixels at (`src_x`, `src_y`) go to (`x`, `y`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Move {
+    pub src_x: u16,
+    pub src_y: u16,
+    pub x: u16,
+    pub y: u16,
+    pub width: u16,
+    pub height: u16,
+}
+
+impl Move {
+    /// Bytes of one move on the wire.
+    pub const LEN: usize = 12;
+}
+
+/// Most moves in one [`Downlink::Moves`]: one per tile of a 4K desktop.
+pub const MAX_MOVES: usize = 4096;
 
 /// Length of a [`Downlink::SocketKey`].
 pub const SOCKET_KEY_LEN: usize = 16;
@@ -348,6 +371,7 @@ mod tag {
     pub const SOCKET_KEY: u8 = 0x0b;
     pub const SOUND_SETTINGS: u8 = 0x0c;
     pub const SPEAKER: u8 = 0x0d;
+    pub const MOVES: u8 = 0x0e;
 
     pub const KEY: u8 = 0x81;
     pub const POINTER_MOVE: u8 = 0x82;
@@ -417,6 +441,13 @@ impl Downlink {
                 out.extend_from_slice(&[tag::SPEAKER, u8::from(*fresh)]);
                 out.extend_from_slice(packet);
             }
+            Downlink::Moves { moves } => {
+                out.reserve(1 + moves.len() * Move::LEN);
+                out.push(tag::MOVES);
+                for m in moves {
+                    codec::put_u16s(out, &[m.src_x, m.src_y, m.x, m.y, m.width, m.height]);
+                }
+            }
         }
     }
 
@@ -475,6 +506,21 @@ impl Downlink {
             tag::SPEAKER => {
                 let fresh = r.bool()?;
                 return Ok(Downlink::Speaker { fresh, packet: r.rest().to_vec() });
+            }
+            tag::MOVES => {
+                let count = r.remaining() / Move::LEN;
+                if count == 0 || count > MAX_MOVES || !r.remaining().is_multiple_of(Move::LEN) {
+                    return Err(DecodeError::InvalidValue("moves length"));
+                }
+                let mut moves = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let m = Move { src_x: r.u16()?, src_y: r.u16()?, x: r.u16()?, y: r.u16()?, width: r.u16()?, height: r.u16()? };
+                    if m.width == 0 || m.height == 0 {
+                        return Err(DecodeError::InvalidValue("empty move"));
+                    }
+                    moves.push(m);
+                }
+                Downlink::Moves { moves }
             }
             other => return Err(DecodeError::UnknownType(other)),
         };

@@ -47,6 +47,12 @@ fn downlink_round_trips() {
         Downlink::SocketKey { key: [7; crate::SOCKET_KEY_LEN] },
         Downlink::SoundSettings { speaker: true, microphone: false, microphone_bitrate: 24_000 },
         Downlink::Speaker { fresh: true, packet: vec![0xfc, 1, 2] },
+        Downlink::Moves {
+            moves: vec![
+                Move { src_x: 0, src_y: 64, x: 0, y: 0, width: 1280, height: 640 },
+                Move { src_x: 100, src_y: 7, x: 116, y: 7, width: 64, height: 32 },
+            ],
+        },
     ];
     for m in msgs {
         assert_eq!(Downlink::decode(&m.encode()), Ok(m));
@@ -103,4 +109,14 @@ proptest::proptest! {
         let _ = Uplink::decode(&bytes);
         let _ = Downlink::decode(&bytes);
     }
+}
+
+#[test]
+fn moves_are_whole_and_not_empty() {
+    assert_eq!(Downlink::decode(&[0x0e]), Err(DecodeError::InvalidValue("moves length")));
+    let one = Downlink::Moves { moves: vec![Move { src_x: 1, src_y: 2, x: 3, y: 4, width: 5, height: 6 }] }.encode();
+    assert_eq!(Downlink::decode(&one[..one.len() - 1]), Err(DecodeError::InvalidValue("moves length")));
+    let mut empty = one.clone();
+    empty[9..11].copy_from_slice(&0u16.to_le_bytes());
+    assert_eq!(Downlink::decode(&empty), Err(DecodeError::InvalidValue("empty move")));
 }

@@ -49,6 +49,9 @@ pub struct StartRequest {
     pub connect_timeout_ms: u64,
     #[serde(default)]
     pub lossless_only: bool,
+    /// Send scrolls and moved windows as moves (see `rebond-display`).
+    #[serde(default = "yes")]
+    pub detect_moves: bool,
     /// Wake-on-LAN for a workstation that may be asleep.
     #[serde(default)]
     pub wake: Option<WakeSpec>,
@@ -63,6 +66,17 @@ pub struct StartRequest {
     /// Opus bitrate of the workstation's sound, bits per second.
     #[serde(default = "default_speaker_bitrate")]
     pub speaker_bitrate: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How the worker's encoder draws the picture, from the gateway's configuration.
+#[derive(Clone, Copy)]
+struct DisplaySettings {
+    lossless_only: bool,
+    detect_moves: bool,
 }
 
 fn default_speaker_bitrate() -> u32 {
@@ -97,7 +111,7 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         }
         _ => return Err("the gateway did not start the session".into()),
     };
-    let lossless_only = start.lossless_only;
+    let display = DisplaySettings { lossless_only: start.lossless_only, detect_moves: start.detect_moves };
     let speaker_bitrate = start.speaker_bitrate;
     if let Some(wake) = &start.wake {
         let timeout = Duration::from_millis(start.wake_timeout_ms.clamp(5_000, 900_000));
@@ -168,7 +182,7 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
             return Ok(());
         }
     };
-    let mut w = Worker::new(Session::new(connected.result, connected.speaker), connected.nla, lossless_only, sound);
+    let mut w = Worker::new(Session::new(connected.result, connected.speaker), connected.nla, display, sound);
     let code = w.serve(&mut connected.framed, &mut rx, &mut out).await;
     if let Some(code) = code {
         out.send(&Downlink::Error { code }).await;
@@ -319,10 +333,14 @@ impl Sound {
 }
 
 impl Worker {
-    fn new(session: Session, nla: bool, lossless_only: bool, sound: Sound) -> Self {
+    fn new(session: Session, nla: bool, display: DisplaySettings, sound: Sound) -> Self {
         let (w, h) = (session.width(), session.height());
         Self {
-            encoder: Encoder::new(w, h, EncoderSettings { lossless_only, ..EncoderSettings::default() }),
+            encoder: Encoder::new(
+                w,
+                h,
+                EncoderSettings { lossless_only: display.lossless_only, detect_moves: display.detect_moves, ..EncoderSettings::default() },
+            ),
             filter: UplinkFilter::new(w, h).allow_microphone(sound.microphone.is_some()),
             session,
             attached: false,
@@ -549,9 +567,12 @@ impl Worker {
             && self.encoder.has_damage()
             && self.next_seq - 1 - self.acked < FRAMES_IN_FLIGHT
         {
-            let regions = self.encoder.encode(self.session.pixels());
-            if !regions.is_empty() {
-                for r in regions {
+            let encoded = self.encoder.encode(self.session.pixels());
+            if !encoded.is_empty() {
+                if !encoded.moves.is_empty() && !out.queue(&Downlink::Moves { moves: encoded.moves }).await {
+                    return Err(());
+                }
+                for r in encoded.regions {
                     let tile = Downlink::Tile { x: r.x, y: r.y, width: r.width, height: r.height, codec: r.codec, data: r.data };
                     if !out.queue(&tile).await {
                         return Err(());

@@ -1,5 +1,6 @@
 //! The real page in headless Chromium: French sign-in, a refusal in French, then
-//! the desktop on the canvas and keystrokes typed in the page reaching the terminal.
+//! the desktop on the canvas, keystrokes typed in the page reaching the terminal, and
+//! the terminal's scrolling drawn exactly.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,8 +58,18 @@ async fn page_signs_in_shows_the_desktop_and_types() {
     assert!(wait_for_file(&marker, Duration::from_secs(10)).await, "keys typed in the page did not reach the workstation");
     let _ = std::fs::remove_file(&marker);
 
-    // The canvas shows what the workstation's screen shows.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The terminal scrolls: the page draws moves (pixels it has, from where they were)
+    // and, with them, the canvas shows what the workstation's screen shows.
+    // A full screen of lines, then one more line every 0.2 s: each scrolls it by one.
+    for command in ["seq 1 100", "ping -i 0.2 -c 15 127.0.0.1"] {
+        for c in command.chars() {
+            let (code, key) = code_of(c);
+            page.press(&code, &key, 0).await.unwrap();
+        }
+        page.press("Enter", "Enter", 0).await.unwrap();
+    }
+    page.wait_for("window.rebondStats.moves > 0", Duration::from_secs(20)).await.expect("the scroll came as moves");
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     let shot = chromium.profile.join("workstation.png");
     ws.display.screenshot(&shot).unwrap();
     let data_url = page.eval("document.getElementById('screen').toDataURL('image/png')").await.unwrap();

@@ -90,7 +90,7 @@ async fn network_drop_resumes_the_same_session_without_password() {
     let client = s.sign_in().await;
     let mut socket = client.open_socket().await.unwrap();
     let first = first_frame(&mut socket).await;
-    assert!(matches!(first[0], Downlink::Hello { version: 1 }));
+    assert!(matches!(first[0], Downlink::Hello { version: rebond_wire::PROTOCOL_VERSION }));
     let Downlink::SocketKey { key } = first[1] else { panic!("{first:?}") };
     drop(socket); // the network drops
 

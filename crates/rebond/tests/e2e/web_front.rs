@@ -67,7 +67,7 @@ fn headers_cookies_and_origins() {
     // A WebSocket from another site is refused before any upgrade.
     let ws = curl(&[
         "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13",
-        "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "-H", "Sec-WebSocket-Protocol: rebond.v1",
+        "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "-H", "Sec-WebSocket-Protocol: rebond.v2",
         "-H", "Origin: https://evil.example", &format!("{}/ws", gw.url()),
     ]);
     assert!(ws.starts_with("http/1.1 403"), "{ws}");
