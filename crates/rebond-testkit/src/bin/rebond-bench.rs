@@ -1,13 +1,20 @@
-//! The benchmark harness: real shadow workstations (1280×800) behind a real gateway,
+//! The benchmark harness: real workstations (1280×800) behind a real gateway,
 //! `rebond probe` clients running scripted workloads, and the figures that matter:
 //! bytes per second to the browser, frames per second, CPU of the gateway and of each
 //! session's worker (% of one core), resident memory per worker, key-to-frame latency
 //! through the gateway and, for typing, through a direct IronRDP client on the same
 //! workstation (so the gateway's added latency is a difference measured in one run),
-//! and fidelity (exact pixels of the probe's picture against the workstation's screen).
+//! the share of images sent as JPEG, and fidelity where the picture stands still at the
+//! end (exact pixels and SSIM of the probe's picture against the workstation's screen).
 //!
 //! Usage: rebond-bench [--rebond PATH] [--seconds S] [--runs N] [--sessions 1,5,10,20]
-//!                     [--workloads idle,typing,...] [--json] [--svg FILE]
+//!                     [--workloads idle,typing,...] [--workstation shadow|xrdp|both]
+//!                     [--gateway-config FILE] [--json] [--svg FILE]
+//!
+//! Workstations: `shadow` (the default) is FreeRDP's shadow server on its own Xvfb
+//! display per session, NLA; `xrdp` is one xrdp with xorgxrdp per run, TLS, with one
+//! Linux account per session (xrdp gives each account one Xorg session) whose session
+//! script starts what the workload shows; `both` runs each workload on each.
 //!
 //! Medians over the concurrent sessions of a run, then over `--runs` runs (each with a
 //! fresh gateway and workstations); the machine is shared and noisy, so compare medians
@@ -19,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rebond_testkit::gateway::Gateway;
-use rebond_testkit::workstation::{Security, Shadow};
+use rebond_testkit::workstation::{shell_wait_for, Security, Shadow, XScreen, Xrdp, TERMINAL_TITLE};
 use rebond_testkit::Proc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,10 +37,18 @@ enum Workload {
     Scrolling,
     Dragging,
     Animation,
+    Photo,
 }
 
-const ALL: [Workload; 6] = [Workload::Idle, Workload::Typing, Workload::Terminal, Workload::Scrolling, Workload::Dragging, Workload::Animation];
+const ALL: [Workload; 7] =
+    [Workload::Idle, Workload::Typing, Workload::Terminal, Workload::Scrolling, Workload::Dragging, Workload::Animation, Workload::Photo];
 const TYPED: &str = "the quick brown fox jumps over the lazy dog ";
+/// The title of the window a workload shows in front of the terminal.
+const SCENE_TITLE: &str = "rebond-scene";
+/// How long the animation stands still at the end of its run (for its fidelity figures),
+/// and the title of the still picture's window.
+const STILL_SECONDS: u64 = 2;
+const STILL_TITLE: &str = "rebond-still";
 
 impl Workload {
     fn name(self) -> &'static str {
@@ -44,6 +59,7 @@ impl Workload {
             Self::Scrolling => "scrolling",
             Self::Dragging => "dragging",
             Self::Animation => "animation",
+            Self::Photo => "photo",
         }
     }
 
@@ -64,48 +80,216 @@ impl Workload {
         }
     }
 
-    /// What runs on the workstation's display meanwhile.
-    fn background(self, display: u32, dir: &Path) -> anyhow::Result<Option<Proc>> {
-        let mut cmd = match self {
+    /// What runs on the workstation's screen meanwhile, in front of its full-screen
+    /// terminal: shell commands (on xrdp, the account's session runs them), whose
+    /// window is titled [`SCENE_TITLE`]. The animation stops once `still` exists.
+    fn scene(self, media: &Media, still: &Path) -> Option<String> {
+        let quoted = |p: &Path| format!("'{}'", p.display());
+        // A picture filling the screen, without a border.
+        let show = |title: &str, p: &Path| format!("display -borderwidth 0 -geometry +0+0 -title {title} {} &", quoted(p));
+        match self {
             // A terminal that moves itself across the screen (xterm window operations).
-            Self::Dragging => {
-                let mut c = Command::new("xterm");
-                c.args(["-xrm", "XTerm*allowWindowOps: true", "-geometry", "80x24+0+200", "-e", "sh", "-c"]);
-                c.arg(r#"while true; do for x in $(seq 0 16 640); do printf '\033[3;%d;%dt' $x 200; sleep 0.02; done; done"#);
-                c
-            }
-            // Full-screen changing pictures, like a video.
-            Self::Animation => {
-                let frames = dir.join("frames");
-                if !frames.join("f9.jpg").exists() {
-                    std::fs::create_dir_all(&frames)?;
-                    for i in 0..10 {
-                        let st = Command::new("convert")
-                            .args(["-size", "320x200", &"plasma:fractal", "-seed", &i.to_string(), "-resize", "1280x800!"])
-                            .arg(frames.join(format!("f{i}.jpg")))
-                            .status()?;
-                        anyhow::ensure!(st.success(), "convert failed");
-                    }
-                }
-                let mut c = Command::new("animate");
-                c.args(["-delay", "4", "-geometry", "+0+0"]).args((0..10).map(|i| frames.join(format!("f{i}.jpg"))));
-                c
-            }
-            _ => return Ok(None),
-        };
-        cmd.env("DISPLAY", format!(":{display}"));
-        Ok(Some(Proc::spawn("workload", cmd, None)?))
+            Self::Dragging => Some(format!(
+                "xterm -T {SCENE_TITLE} -xrm 'XTerm*allowWindowOps: true' -geometry 80x24+0+200 -e sh {} &",
+                quoted(&media.mover)
+            )),
+            // Full-screen changing pictures, like a video, 25 per second; once `still`
+            // exists, one of them standing still in front, and the animation ends.
+            Self::Animation => Some(format!(
+                "animate -title {SCENE_TITLE} -delay 4 -geometry +0+0 {} &\nmoving=$!\n\
+                 while [ ! -e {} ]; do sleep 0.05; done\n{}\n{}\nkill $moving",
+                media.frames.iter().map(|f| quoted(f)).collect::<Vec<_>>().join(" "),
+                quoted(still),
+                show(STILL_TITLE, &media.frames[0]),
+                shell_wait_for(STILL_TITLE),
+            )),
+            // A photograph, still.
+            Self::Photo => Some(show(SCENE_TITLE, &media.photo)),
+            _ => None,
+        }
+    }
+
+    /// Seconds the run goes on with the picture standing still, after `--seconds` of
+    /// motion (the rates are those of the motion).
+    fn still_seconds(self) -> u64 {
+        if self == Self::Animation {
+            STILL_SECONDS
+        } else {
+            0
+        }
+    }
+
+    /// Whether the probe's picture is compared with the screen at the end of the run:
+    /// where the picture stands still by then. Nearly so for typing and scrolling: their
+    /// keys outlast the run (a key event every 40 ms; typing the scrolling command alone
+    /// takes about 9 s), so the echo of a last key, or a last page, may miss the picture.
+    fn compared_at_end(self) -> bool {
+        !matches!(self, Self::Terminal | Self::Dragging)
     }
 }
+
+/// Which RDP server the workstations are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workstation {
+    Shadow,
+    Xrdp,
+}
+
+impl Workstation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Shadow => "shadow",
+            Self::Xrdp => "xrdp",
+        }
+    }
+}
+
+/// The pictures and the script the workloads show, made once in the scratch folder
+/// (which the xrdp accounts can read).
+struct Media {
+    /// The animation's frames.
+    frames: Vec<PathBuf>,
+    photo: PathBuf,
+    /// Moves the terminal it runs in (dragging).
+    mover: PathBuf,
+}
+
+impl Media {
+    fn prepare(dir: &Path) -> anyhow::Result<Self> {
+        let frames: Vec<PathBuf> = (0..10).map(|i| dir.join(format!("frame-{i}.jpg"))).collect();
+        let photo = dir.join("photo.png");
+        for (seed, path) in frames.iter().enumerate().chain([(1, &photo)]) {
+            if !path.exists() {
+                plasma(seed, path)?;
+            }
+        }
+        let mover = dir.join("mover.sh");
+        std::fs::write(&mover, "while true; do for x in $(seq 0 16 640); do printf '\\033[3;%d;%dt' $x 200; sleep 0.02; done; done\n")?;
+        Ok(Self { frames, photo, mover })
+    }
+}
+
+/// A photographic picture of 1280×800: ImageMagick's plasma fractal at 320×200, scaled
+/// up (the same picture for the same seed).
+fn plasma(seed: usize, path: &Path) -> anyhow::Result<()> {
+    let st = Command::new("convert")
+        .args(["-seed", &seed.to_string(), "-size", "320x200", "plasma:fractal", "-resize", "1280x800!", "-depth", "8"])
+        .arg(path)
+        .status()?;
+    anyhow::ensure!(st.success(), "convert failed");
+    Ok(())
+}
+
+/// One session's workstation: the account that signs in, where a direct client
+/// connects, and the screen the workload runs on.
+struct Desk {
+    user: String,
+    password: String,
+    port: u16,
+    screen: XScreen,
+    /// What runs on a shadow workstation's screen (on xrdp, the session runs it).
+    _scene: Option<Proc>,
+    _shadow: Option<Shadow>,
+}
+
+/// The workstations of one run.
+struct Desks {
+    desks: Vec<Desk>,
+    /// The xrdp serving every session of the run, and its accounts (deleted after it
+    /// ended their sessions).
+    _xrdp: Option<(Xrdp, Accounts)>,
+}
+
+/// Linux accounts made for the run, deleted when dropped.
+#[derive(Default)]
+struct Accounts(Vec<String>);
+
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        for user in &self.0 {
+            if let Err(e) = rebond_testkit::remove_account(user) {
+                eprintln!("rebond-bench: {e}");
+            }
+        }
+    }
+}
+
+impl Desks {
+    /// `sessions` workstations of `kind` showing `scene`, each with its account on the
+    /// gateway and routed to it, the scene on screen.
+    fn start(kind: Workstation, sessions: usize, scene: Option<&str>, gw: &Gateway) -> anyhow::Result<Self> {
+        let mut xrdp = match kind {
+            Workstation::Shadow => None,
+            Workstation::Xrdp => Some((Xrdp::start()?, Accounts::default())),
+        };
+        let mut desks = Vec::new();
+        for _ in 0..sessions {
+            let user = format!("rbb{}", rebond_testkit::unique() % 100_000_000);
+            let password = format!("Pw-{}", rebond_testkit::unique() % 1_000_000);
+            gw.add_user(&user, &password)?;
+            let desk = match &mut xrdp {
+                None => {
+                    let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() })?;
+                    gw.route_pinned(&user, &ws.url())?;
+                    let screen = ws.display.screen();
+                    let program = match scene {
+                        Some(s) => {
+                            let mut cmd = screen.command("sh");
+                            cmd.arg("-c").arg(format!("{s}\nwait"));
+                            Some(Proc::spawn("workload", cmd, None)?)
+                        }
+                        None => None,
+                    };
+                    Desk { user, password, port: ws.port, screen, _scene: program, _shadow: Some(ws) }
+                }
+                Some((xrdp, accounts)) => {
+                    accounts.0.push(user.clone());
+                    xrdp.add_account_with(&user, &password, scene)?;
+                    gw.cli(&["route", "set", &user, &xrdp.url(), "--ca", &xrdp.ca.to_string_lossy()], None)?;
+                    // The session starts at the first sign-in, at the size that client
+                    // asks for: sign in once directly, so that the session and its
+                    // workload run before the probe comes (as on a shadow workstation).
+                    let size = block_on(direct_first_picture(xrdp.port, &user, &password))?;
+                    anyhow::ensure!(size == (1280, 800), "the xrdp session is {}x{}, not 1280x800", size.0, size.1);
+                    let screen = wait_for_screen(xrdp, &user)?;
+                    let shown = screen.size();
+                    anyhow::ensure!(shown == Some((1280, 800)), "the xrdp session's screen is {shown:?}, not 1280x800");
+                    Desk { user, password, port: xrdp.port, screen, _scene: None, _shadow: None }
+                }
+            };
+            let mut titles = vec![TERMINAL_TITLE];
+            titles.extend(scene.map(|_| SCENE_TITLE));
+            desk.screen.wait_for(&titles, Duration::from_secs(10))?;
+            desks.push(desk);
+        }
+        Ok(Self { desks, _xrdp: xrdp })
+    }
+}
+
+/// The screen of `user`'s xrdp session, once its Xorg runs.
+fn wait_for_screen(xrdp: &Xrdp, user: &str) -> anyhow::Result<XScreen> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(screen) = xrdp.session_screen(user) {
+            return Ok(screen);
+        }
+        anyhow::ensure!(Instant::now() < until, "no Xorg session for {user} after 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The gateway's configuration (`--gateway-config FILE`), to compare settings.
+static GATEWAY_CONFIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn median(mut v: Vec<f64>) -> f64 {
     rebond_probe::percentile(&mut v, 0.5).unwrap_or(f64::NAN)
 }
 
-/// One workload at one number of concurrent sessions.
+/// One workload at one number of concurrent sessions on one kind of workstation.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Row {
     workload: &'static str,
+    workstation: &'static str,
     sessions: usize,
     bytes_per_second: f64,
     frames_per_second: f64,
@@ -117,7 +301,11 @@ struct Row {
     key_to_frame_p99_ms: Option<f64>,
     direct_key_to_frame_median_ms: Option<f64>,
     direct_key_to_frame_p99_ms: Option<f64>,
+    /// Share of the images (a tile or a run of tiles each) sent as JPEG, the rest as PNG.
+    jpeg_tiles_percent: Option<f64>,
     exact_pixels_percent: Option<f64>,
+    /// Mean SSIM of the luma (see `rebond_testkit::ssim`).
+    ssim: Option<f64>,
     /// Runs the medians were taken over.
     runs: usize,
 }
@@ -131,6 +319,7 @@ fn median_of_runs(runs: Vec<Row>) -> Row {
     };
     Row {
         workload: runs[0].workload,
+        workstation: runs[0].workstation,
         sessions: runs[0].sessions,
         bytes_per_second: m(|r| r.bytes_per_second),
         frames_per_second: m(|r| r.frames_per_second),
@@ -142,34 +331,31 @@ fn median_of_runs(runs: Vec<Row>) -> Row {
         key_to_frame_p99_ms: o(|r| r.key_to_frame_p99_ms),
         direct_key_to_frame_median_ms: o(|r| r.direct_key_to_frame_median_ms),
         direct_key_to_frame_p99_ms: o(|r| r.direct_key_to_frame_p99_ms),
+        jpeg_tiles_percent: o(|r| r.jpeg_tiles_percent),
         exact_pixels_percent: o(|r| r.exact_pixels_percent),
+        ssim: o(|r| r.ssim),
         runs: runs.len(),
     }
 }
 
-fn run(exe: &Path, workload: Workload, sessions: usize, seconds: u64, scratch: &Path) -> anyhow::Result<Row> {
-    let gw = Gateway::start(exe, None)?;
-    let mut desks = Vec::new();
-    for _ in 0..sessions {
-        let user = format!("rbb{}", rebond_testkit::unique() % 100_000_000);
-        let password = format!("Pw-{}", rebond_testkit::unique() % 1_000_000);
-        let ws = Shadow::start(Security::Nla { user: user.clone(), password: password.clone() })?;
-        gw.add_user(&user, &password)?;
-        gw.route_pinned(&user, &ws.url())?;
-        let background = workload.background(ws.display.number, scratch)?;
-        desks.push((user, password, ws, background));
-    }
+fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, seconds: u64, scratch: &Path) -> anyhow::Result<Row> {
+    let media = Media::prepare(scratch)?;
+    let still = scratch.join(format!("still-{}", rebond_testkit::unique()));
+    let scene = workload.scene(&media, &still);
+    let gw = Gateway::start(exe, GATEWAY_CONFIG.get().map(String::as_str))?;
+    let workstations = Desks::start(kind, sessions, scene.as_deref(), &gw)?;
+    let desks = &workstations.desks;
     std::thread::sleep(Duration::from_millis(500));
     let gateway_pid = gw.pid().to_string();
     let (gw_cpu_before, _) = rebond_testkit::cpu_seconds(&gateway_pid).unwrap_or_default();
     let started = Instant::now();
     let keys = workload.keys(seconds);
     let mut probes = Vec::new();
-    for (i, (user, password, _, _)) in desks.iter().enumerate() {
+    for (i, desk) in desks.iter().enumerate() {
         let shot = scratch.join(format!("probe-{i}.png"));
         let mut cmd = Command::new(exe);
-        cmd.args(["probe", "--url", &gw.url(), "--user", user, "--password-stdin", "--insecure", "--json"])
-            .args(["--duration", &seconds.to_string(), "--key-interval-ms", "40", "--screenshot"])
+        cmd.args(["probe", "--url", &gw.url(), "--user", &desk.user, "--password-stdin", "--insecure", "--json"])
+            .args(["--duration", &(seconds + workload.still_seconds()).to_string(), "--key-interval-ms", "40", "--screenshot"])
             .arg(&shot)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
@@ -178,165 +364,238 @@ fn run(exe: &Path, workload: Workload, sessions: usize, seconds: u64, scratch: &
         }
         let mut child = cmd.spawn()?;
         use std::io::Write as _;
-        child.stdin.take().expect("piped").write_all(password.as_bytes())?;
+        child.stdin.take().expect("piped").write_all(desk.password.as_bytes())?;
         probes.push((child, shot));
     }
+    // CPU so far: the gateway's since the probes started (% of a core per session), each
+    // worker's over its life. Read at the end of the motion.
+    let cpu = || {
+        let gateway = rebond_testkit::cpu_seconds(&gateway_pid).map_or(f64::NAN, |(cpu, _)| cpu - gw_cpu_before);
+        let workers: Vec<f64> =
+            gw.worker_pids().iter().filter_map(|p| rebond_testkit::cpu_seconds(p)).map(|(cpu, age)| 100.0 * cpu / age.max(0.01)).collect();
+        (100.0 * gateway / started.elapsed().as_secs_f64() / sessions as f64, workers)
+    };
+    let moving_cpu = if workload.still_seconds() > 0 {
+        std::thread::sleep((started + Duration::from_secs(seconds)).saturating_duration_since(Instant::now()));
+        let at_stop = cpu();
+        std::fs::write(&still, "")?;
+        Some(at_stop)
+    } else {
+        None
+    };
     let mut reports = Vec::new();
     for (child, shot) in probes {
         let out = child.wait_with_output()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        anyhow::ensure!(v["error"].is_null(), "{}: {}", workload.name(), v["error"]);
+        anyhow::ensure!(v["error"].is_null(), "{} on {}: {}", workload.name(), kind.name(), v["error"]);
         reports.push((v, shot));
     }
-    let wall = started.elapsed().as_secs_f64();
-    let (gw_cpu_after, _) = rebond_testkit::cpu_seconds(&gateway_pid).unwrap_or_default();
+    let (gateway_cpu_percent, worker_cpu) = moving_cpu.unwrap_or_else(cpu);
 
-    // Fidelity: the first session's picture against its workstation's own screen (still
-    // pictures only: moving ones change between the two captures; scrolling has stopped
-    // by the end, its keys take 80 % of the run).
-    let exact = if matches!(workload, Workload::Idle | Workload::Typing | Workload::Scrolling) {
+    // Fidelity: the first session's picture against its workstation's own screen, where
+    // the picture stands still at the end (a moving one changes between the two captures).
+    let (exact, ssim) = if workload.compared_at_end() {
         let screen = scratch.join("screen-0.png");
-        desks[0].2.display.screenshot(&screen)?;
-        Some(exact_pixels_percent(&reports[0].1, &screen)?)
+        desks[0].screen.screenshot(&screen)?;
+        let (exact, ssim) = fidelity(&reports[0].1, &screen)?;
+        (Some(exact), Some(ssim))
     } else {
-        None
+        (None, None)
     };
 
-    let worker_pids = gw.worker_pids();
-    let worker_cpu: Vec<f64> = worker_pids.iter().filter_map(|p| rebond_testkit::cpu_seconds(p)).map(|(cpu, age)| 100.0 * cpu / age.max(0.01)).collect();
-    let worker_rss: Vec<f64> = worker_pids.iter().filter_map(|p| rebond_testkit::rss_mib(p)).collect();
+    let worker_rss: Vec<f64> = gw.worker_pids().iter().filter_map(|p| rebond_testkit::rss_mib(p)).collect();
     let field = |k: &str| reports.iter().filter_map(|(v, _)| v[k].as_f64()).collect::<Vec<f64>>();
-    let opt_median = |k: &str| {
-        let v = field(k);
-        (!v.is_empty()).then(|| median(v))
+    let opt_median = |v: Vec<f64>| (!v.is_empty()).then(|| median(v));
+    // The rates of the motion: a run that ends standing still has them over the time from
+    // the first frame to the stop (the frame that shows the still picture counted in).
+    let rate = |k: &str| {
+        median(
+            reports
+                .iter()
+                .filter_map(|(v, _)| {
+                    let rate = v[k].as_f64()?;
+                    if workload.still_seconds() == 0 {
+                        return Some(rate);
+                    }
+                    let moving = seconds as f64 - v["time_to_first_frame_ms"].as_f64()? / 1000.0;
+                    Some(rate * v["measured_seconds"].as_f64()? / moving.max(0.1))
+                })
+                .collect(),
+        )
     };
+    let jpeg: Vec<f64> = reports
+        .iter()
+        .filter_map(|(v, _)| {
+            let (jpeg, png) = (v["tiles_jpeg"].as_f64()?, v["tiles_png"].as_f64()?);
+            (jpeg + png > 0.0).then(|| 100.0 * jpeg / (jpeg + png))
+        })
+        .collect();
     let (direct_median, direct_p99) = if workload == Workload::Typing {
-        let (user, password, ws, _) = &desks[0];
-        let mut lat = direct_key_latency(ws, user, password, seconds)?;
+        let mut lat = block_on(direct_key_latency(&desks[0], seconds))?;
         (rebond_probe::percentile(&mut lat, 0.5), rebond_probe::percentile(&mut lat, 0.99))
     } else {
         (None, None)
     };
     Ok(Row {
         workload: workload.name(),
+        workstation: kind.name(),
         sessions,
-        bytes_per_second: median(field("bytes_per_second")),
-        frames_per_second: median(field("frames_per_second")),
-        gateway_cpu_percent: 100.0 * (gw_cpu_after - gw_cpu_before) / wall / sessions as f64,
+        bytes_per_second: rate("bytes_per_second"),
+        frames_per_second: rate("frames_per_second"),
+        gateway_cpu_percent,
         worker_cpu_percent: median(worker_cpu),
         worker_rss_mib: median(worker_rss),
         gateway_rss_mib: rebond_testkit::rss_mib(&gateway_pid).unwrap_or(f64::NAN),
-        key_to_frame_median_ms: opt_median("key_to_frame_median_ms"),
-        key_to_frame_p99_ms: opt_median("key_to_frame_p99_ms"),
+        key_to_frame_median_ms: opt_median(field("key_to_frame_median_ms")),
+        key_to_frame_p99_ms: opt_median(field("key_to_frame_p99_ms")),
         direct_key_to_frame_median_ms: direct_median,
         direct_key_to_frame_p99_ms: direct_p99,
+        jpeg_tiles_percent: opt_median(jpeg),
         exact_pixels_percent: exact,
+        ssim,
         runs: 1,
     })
 }
 
-/// Share of pixels (RGB) equal in two PNG pictures of the same size.
-fn exact_pixels_percent(a: &Path, b: &Path) -> anyhow::Result<f64> {
-    let load = |p: &Path| -> anyhow::Result<(u32, u32, Vec<u8>)> {
-        let mut dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(p)?));
-        dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-        let mut r = dec.read_info()?;
-        let mut buf = vec![0; r.output_buffer_size().unwrap_or(0)];
-        let info = r.next_frame(&mut buf)?;
-        let ch = info.color_type.samples();
-        let rgb = buf[..info.buffer_size()].chunks(ch).flat_map(|p| [p[0], p[1 % ch], p[2 % ch]]).collect();
-        Ok((info.width, info.height, rgb))
-    };
-    let (wa, ha, pa) = load(a)?;
-    let (wb, hb, pb) = load(b)?;
+/// Exact pixels (% of pixels whose RGB is equal) and SSIM of two PNG pictures of the
+/// same size.
+fn fidelity(a: &Path, b: &Path) -> anyhow::Result<(f64, f64)> {
+    let (wa, ha, pa) = rebond_testkit::read_png(a)?;
+    let (wb, hb, pb) = rebond_testkit::read_png(b)?;
     anyhow::ensure!((wa, ha) == (wb, hb), "pictures differ in size: {wa}x{ha} and {wb}x{hb}");
-    let same = pa.chunks(3).zip(pb.chunks(3)).filter(|(x, y)| x == y).count();
-    Ok(100.0 * same as f64 / (wa as f64 * ha as f64))
+    Ok((100.0 * rebond_testkit::same_pixels(&pa, &pb), rebond_testkit::ssim(&pa, &pb, wa as usize, ha as usize)))
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(future)
+}
+
+/// A direct IronRDP client (rebond-rdp, no gateway, no browser) on the workstation at
+/// 127.0.0.1:`port`, asking for 1280×800, connected and synchronized.
+async fn direct_client(port: u16, user: &str, password: &str) -> anyhow::Result<(rebond_rdp::WorkstationFramed, rebond_rdp::Session)> {
+    use ironrdp_tokio::FramedWrite as _;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let req = rebond_rdp::ConnectRequest {
+        host: "127.0.0.1".into(),
+        port,
+        trust: rebond_rdp::CertTrust::InsecureAcceptAny,
+        username: user.to_owned(),
+        password: zeroize::Zeroizing::new(password.to_owned()),
+        domain: None,
+        width: 1280,
+        height: 800,
+        keyboard_layout: 0x0409,
+        connect_timeout: Duration::from_secs(10),
+        sound: rebond_rdp::SoundChannels::default(),
+    };
+    let connected = rebond_rdp::connect(&req, |_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut framed = connected.framed;
+    let mut session = rebond_rdp::Session::new(connected.result, None);
+    for f in session.synchronize().map_err(anyhow::Error::msg)? {
+        framed.write_all(&f).await?;
+    }
+    Ok((framed, session))
+}
+
+/// Processes and answers one PDU read from the workstation; returns whether pixels changed.
+async fn direct_answer(
+    framed: &mut rebond_rdp::WorkstationFramed,
+    session: &mut rebond_rdp::Session,
+    (action, frame): (ironrdp_pdu::Action, bytes::BytesMut),
+) -> anyhow::Result<bool> {
+    use ironrdp_tokio::FramedWrite as _;
+    let processed = session.process(action, &frame).map_err(anyhow::Error::msg)?;
+    for r in processed.responses {
+        framed.write_all(&r).await?;
+    }
+    Ok(processed.events.iter().any(|e| matches!(e, rebond_rdp::SessionEvent::Damage { .. })))
+}
+
+/// Signs in directly, waits for the first picture and leaves (an xrdp session stays,
+/// disconnected); returns the desktop's size.
+async fn direct_first_picture(port: u16, user: &str, password: &str) -> anyhow::Result<(u16, u16)> {
+    use ironrdp_tokio::FramedWrite as _;
+    let (mut framed, mut session) = direct_client(port, user, password).await?;
+    let picture = async {
+        loop {
+            let pdu = framed.read_pdu().await?;
+            if direct_answer(&mut framed, &mut session, pdu).await? {
+                return anyhow::Ok(());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), picture).await.map_err(|_| anyhow::anyhow!("no picture from the workstation in 20 s"))??;
+    for f in session.shutdown() {
+        let _ = framed.write_all(&f).await;
+    }
+    Ok((session.width(), session.height()))
 }
 
 /// Key-to-frame latency of a direct IronRDP client (rebond-rdp, no gateway, no browser):
 /// key pressed → the first graphics update from the workstation.
-fn direct_key_latency(ws: &Shadow, user: &str, password: &str, seconds: u64) -> anyhow::Result<Vec<f64>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        use ironrdp_tokio::FramedWrite as _;
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let req = rebond_rdp::ConnectRequest {
-            host: ws.ip.clone(),
-            port: ws.port,
-            trust: rebond_rdp::CertTrust::InsecureAcceptAny,
-            username: user.to_owned(),
-            password: zeroize::Zeroizing::new(password.to_owned()),
-            domain: None,
-            width: 1280,
-            height: 800,
-            keyboard_layout: 0x0409,
-            connect_timeout: Duration::from_secs(10),
-            sound: rebond_rdp::SoundChannels::default(),
-        };
-        let mut connected = rebond_rdp::connect(&req, |_| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut session = rebond_rdp::Session::new(connected.result, None);
-        let framed = &mut connected.framed;
-        for f in session.synchronize().map_err(anyhow::Error::msg)? {
-            framed.write_all(&f).await?;
-        }
-        let keys = rebond_probe::parse_keys(&TYPED.repeat((seconds as usize * 25) / TYPED.len() + 1))?;
-        let mut keys = keys.into_iter();
-        let (mut waiting, mut latencies) = (Vec::<Instant>::new(), Vec::new());
-        let mut tick = tokio::time::interval(Duration::from_millis(40));
-        let until = Instant::now() + Duration::from_secs(seconds);
-        // Let the first picture arrive before typing.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        while Instant::now() < until {
-            tokio::select! {
-                pdu = framed.read_pdu() => {
-                    let (action, frame) = pdu?;
-                    let processed = session.process(action, &frame).map_err(anyhow::Error::msg)?;
-                    for r in processed.responses {
-                        framed.write_all(&r).await?;
-                    }
-                    if processed.events.iter().any(|e| matches!(e, rebond_rdp::SessionEvent::Damage { .. })) {
-                        let now = Instant::now();
-                        latencies.extend(waiting.drain(..).map(|k| now.duration_since(k).as_secs_f64() * 1000.0));
-                    }
+async fn direct_key_latency(desk: &Desk, seconds: u64) -> anyhow::Result<Vec<f64>> {
+    use ironrdp_tokio::FramedWrite as _;
+    let (mut framed, mut session) = direct_client(desk.port, &desk.user, &desk.password).await?;
+    let keys = rebond_probe::parse_keys(&TYPED.repeat((seconds as usize * 25) / TYPED.len() + 1))?;
+    let mut keys = keys.into_iter();
+    let (mut waiting, mut latencies) = (Vec::<Instant>::new(), Vec::new());
+    let mut tick = tokio::time::interval(Duration::from_millis(40));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    // Let the first picture arrive before typing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while Instant::now() < until {
+        tokio::select! {
+            pdu = framed.read_pdu() => {
+                if direct_answer(&mut framed, &mut session, pdu?).await? {
+                    let now = Instant::now();
+                    latencies.extend(waiting.drain(..).map(|k| now.duration_since(k).as_secs_f64() * 1000.0));
                 }
-                _ = tick.tick() => {
-                    let Some(k) = keys.next() else { break };
-                    let input = rebond_policy::Input::Key { scancode: k.scancode, extended: k.extended, down: k.down };
-                    for f in session.input(&[input]).map_err(anyhow::Error::msg)? {
-                        framed.write_all(&f).await?;
-                    }
-                    if k.down {
-                        waiting.push(Instant::now());
-                    }
+            }
+            _ = tick.tick() => {
+                let Some(k) = keys.next() else { break };
+                let input = rebond_policy::Input::Key { scancode: k.scancode, extended: k.extended, down: k.down };
+                for f in session.input(&[input]).map_err(anyhow::Error::msg)? {
+                    framed.write_all(&f).await?;
+                }
+                if k.down {
+                    waiting.push(Instant::now());
                 }
             }
         }
-        for f in session.shutdown() {
-            let _ = framed.write_all(&f).await;
-        }
-        Ok(latencies)
-    })
+    }
+    for f in session.shutdown() {
+        let _ = framed.write_all(&f).await;
+    }
+    Ok(latencies)
 }
 
-/// The figures against the number of sessions, one line per workload (SVG).
+/// The figures against the number of sessions, one line per workload (and workstation,
+/// when there are several) (SVG).
 fn svg(rows: &[Row], value: impl Fn(&Row) -> f64, title: &str) -> String {
     let (w, h, m) = (640.0, 360.0, 50.0);
     let max_n = rows.iter().map(|r| r.sessions).max().unwrap_or(1) as f64;
     let max_v = rows.iter().map(&value).filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-9);
-    let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+    let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
     let mut out = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{m}" y="20">{title} (max {max_v:.1})</text><line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{}" stroke="black"/><text x="{}" y="{}">concurrent sessions (max {max_n})</text>"#, h - m, w - m, h - m, h - m, w / 2.0 - 60.0, h - 15.0);
-    for (i, workload) in ALL.iter().enumerate() {
+    let mut series: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        if !series.contains(&(r.workload, r.workstation)) {
+            series.push((r.workload, r.workstation));
+        }
+    }
+    let several = series.iter().any(|s| s.1 != series[0].1);
+    for (i, &(workload, workstation)) in series.iter().enumerate() {
         let pts: Vec<String> = rows
             .iter()
-            .filter(|r| r.workload == workload.name() && value(r).is_finite())
+            .filter(|r| (r.workload, r.workstation) == (workload, workstation) && value(r).is_finite())
             .map(|r| format!("{:.1},{:.1}", m + (w - 2.0 * m) * r.sessions as f64 / max_n, h - m - (h - 2.0 * m) * value(r) / max_v))
             .collect();
         if pts.is_empty() {
             continue;
         }
         let c = colours[i % colours.len()];
-        out += &format!(r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/><text x="{}" y="{}" fill="{c}">{}</text>"#, pts.join(" "), w - m - 80.0, m + 15.0 * i as f64, workload.name());
+        let label = if several { format!("{workload} ({workstation})") } else { workload.to_owned() };
+        out += &format!(r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/><text x="{}" y="{}" fill="{c}">{label}</text>"#, pts.join(" "), w - m - 110.0, m + 15.0 * i as f64);
     }
     out + "</svg>\n"
 }
@@ -345,6 +604,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut exe = PathBuf::from("target/debug/rebond");
     let (mut seconds, mut runs, mut sessions, mut workloads, mut json, mut svg_path) = (10u64, 1usize, vec![1usize], ALL.to_vec(), false, None);
+    let mut workstations = vec![Workstation::Shadow];
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value"));
         match a.as_str() {
@@ -355,6 +615,19 @@ fn main() -> anyhow::Result<()> {
             "--workloads" => {
                 workloads = value()?.split(',').map(|w| Workload::parse(w).ok_or_else(|| anyhow::anyhow!("unknown workload {w}"))).collect::<Result<_, _>>()?
             }
+            "--workstation" => {
+                workstations = match value()?.as_str() {
+                    "shadow" => vec![Workstation::Shadow],
+                    "xrdp" => vec![Workstation::Xrdp],
+                    "both" => vec![Workstation::Shadow, Workstation::Xrdp],
+                    other => anyhow::bail!("unknown workstation {other} (shadow, xrdp or both)"),
+                }
+            }
+            "--gateway-config" => {
+                let path = value()?;
+                let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                GATEWAY_CONFIG.set(text).expect("set once");
+            }
             "--json" => json = true,
             "--svg" => svg_path = Some(PathBuf::from(value()?)),
             other => anyhow::bail!("unknown argument {other}"),
@@ -364,11 +637,13 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &n in &sessions {
         for &w in &workloads {
-            let row = median_of_runs((0..runs).map(|_| run(&exe, w, n, seconds, &scratch)).collect::<anyhow::Result<_>>()?);
-            if !json {
-                eprintln!("{row:?}");
+            for &ws in &workstations {
+                let row = median_of_runs((0..runs).map(|_| run(&exe, w, ws, n, seconds, &scratch)).collect::<anyhow::Result<_>>()?);
+                if !json {
+                    eprintln!("{row:?}");
+                }
+                rows.push(row);
             }
-            rows.push(row);
         }
     }
     if let Some(path) = &svg_path {
@@ -381,13 +656,14 @@ fn main() -> anyhow::Result<()> {
     }
     let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     println!(
-        "{:<10} {:>4} {:>10} {:>6} {:>7} {:>7} {:>7} {:>7} {:>13} {:>13} {:>7}",
-        "workload", "n", "B/s", "fps", "gw %", "wk %", "wk MiB", "gw MiB", "key→frame ms", "direct ms", "exact %"
+        "{:<10} {:<7} {:>4} {:>10} {:>6} {:>7} {:>7} {:>7} {:>7} {:>13} {:>13} {:>7} {:>7} {:>7}",
+        "workload", "ws", "n", "B/s", "fps", "gw %", "wk %", "wk MiB", "gw MiB", "key→frame ms", "direct ms", "jpeg %", "exact %", "ssim"
     );
     for r in &rows {
         println!(
-            "{:<10} {:>4} {:>10.0} {:>6.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>13} {:>13} {:>7}",
+            "{:<10} {:<7} {:>4} {:>10.0} {:>6.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>13} {:>13} {:>7} {:>7} {:>7}",
             r.workload,
+            r.workstation,
             r.sessions,
             r.bytes_per_second,
             r.frames_per_second,
@@ -397,9 +673,14 @@ fn main() -> anyhow::Result<()> {
             r.gateway_rss_mib,
             format!("{}/{}", f(r.key_to_frame_median_ms), f(r.key_to_frame_p99_ms)),
             format!("{}/{}", f(r.direct_key_to_frame_median_ms), f(r.direct_key_to_frame_p99_ms)),
+            f(r.jpeg_tiles_percent),
             f(r.exact_pixels_percent),
+            r.ssim.map_or("-".to_owned(), |v| format!("{v:.4}")),
         );
     }
-    println!("(medians over the sessions of each run, then over {runs} runs; {seconds} s per run; gw % is per session; key→frame: median/p99)");
+    println!(
+        "(medians over the sessions of each run, then over {runs} runs; {seconds} s per run (animation: then {STILL_SECONDS} s still, \
+         its rates over the motion); gw % is per session; key→frame: median/p99; exact % and ssim where the picture ends still)"
+    );
     Ok(())
 }
