@@ -226,7 +226,8 @@ impl Encoder {
         (x, y, w, h)
     }
 
-    fn tile_spans(&self, idx: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    /// The byte ranges of tile `idx`'s lines in a frame.
+    fn tile_spans(&self, idx: usize) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
         let (x, y, w, h) = self.tile_rect(idx as u16 % self.cols, idx as u16 / self.cols);
         let stride = usize::from(self.width) * 4;
         (y..y + h).map(move |line| line * stride + x * 4..line * stride + (x + w) * 4)
@@ -238,7 +239,7 @@ impl Encoder {
     }
 
     fn copy_tile(&mut self, frame: &[u8], idx: usize) {
-        for span in self.tile_spans(idx).collect::<Vec<_>>() {
+        for span in self.tile_spans(idx) {
             self.shadow[span.clone()].copy_from_slice(&frame[span]);
         }
     }

@@ -72,13 +72,6 @@ fn yes() -> bool {
     true
 }
 
-/// How the worker's encoder draws the picture, from the gateway's configuration.
-#[derive(Clone, Copy)]
-struct DisplaySettings {
-    lossless_only: bool,
-    detect_moves: bool,
-}
-
 fn default_speaker_bitrate() -> u32 {
     32_000
 }
@@ -111,7 +104,7 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         }
         _ => return Err("the gateway did not start the session".into()),
     };
-    let display = DisplaySettings { lossless_only: start.lossless_only, detect_moves: start.detect_moves };
+    let display = EncoderSettings { lossless_only: start.lossless_only, detect_moves: start.detect_moves, ..EncoderSettings::default() };
     let speaker_bitrate = start.speaker_bitrate;
     if let Some(wake) = &start.wake {
         let timeout = Duration::from_millis(start.wake_timeout_ms.clamp(5_000, 900_000));
@@ -333,14 +326,10 @@ impl Sound {
 }
 
 impl Worker {
-    fn new(session: Session, nla: bool, display: DisplaySettings, sound: Sound) -> Self {
+    fn new(session: Session, nla: bool, display: EncoderSettings, sound: Sound) -> Self {
         let (w, h) = (session.width(), session.height());
         Self {
-            encoder: Encoder::new(
-                w,
-                h,
-                EncoderSettings { lossless_only: display.lossless_only, detect_moves: display.detect_moves, ..EncoderSettings::default() },
-            ),
+            encoder: Encoder::new(w, h, display),
             filter: UplinkFilter::new(w, h).allow_microphone(sound.microphone.is_some()),
             session,
             attached: false,
