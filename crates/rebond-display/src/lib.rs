@@ -19,8 +19,6 @@ mod moves;
 pub const TILE: u16 = 64;
 /// Above this many distinct colours a tile counts as photographic.
 pub const PALETTE_LIMIT: usize = 256;
-/// Widest image sent in one piece: consecutive changed tiles in a row are merged up to it.
-pub const MAX_RUN_TILES: u16 = 8;
 
 /// One image for the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,26 +192,23 @@ impl Encoder {
         for idx in (0..changed.len()).filter(|i| changed[*i]) {
             self.copy_tile(frame, idx);
         }
-        let moves = self.merge_moves(&vectors);
+        let moves = self
+            .merge_tiles(|idx| vectors[idx])
+            .into_iter()
+            .map(|(r, v)| {
+                let (x, y, width, height) = self.pixels_of(r);
+                Move { src_x: (i32::from(x) + v.0) as u16, src_y: (i32::from(y) + v.1) as u16, x, y, width, height }
+            })
+            .collect();
+        let classes: Vec<Option<Class>> = (0..changed.len())
+            .map(|idx| {
+                let (col, row) = (idx as u16 % self.cols, idx as u16 / self.cols);
+                (changed[idx] && vectors[idx].is_none()).then(|| self.classify(frame, col, row))
+            })
+            .collect();
         let mut regions = Vec::new();
-        for row in 0..self.rows {
-            let mut run: Option<(u16, u16, Class)> = None; // (first col, count, class)
-            for col in 0..self.cols {
-                let idx = usize::from(row) * usize::from(self.cols) + usize::from(col);
-                let class = (changed[idx] && vectors[idx].is_none()).then(|| self.classify(frame, col, row));
-                match (run, class) {
-                    (Some((first, n, c)), Some(k)) if c == k && n < MAX_RUN_TILES => run = Some((first, n + 1, c)),
-                    (prev, next) => {
-                        if let Some((first, n, c)) = prev {
-                            regions.push(self.encode_run(frame, row, first, n, c));
-                        }
-                        run = next.map(|k| (col, 1, k));
-                    }
-                }
-            }
-            if let Some((first, n, c)) = run {
-                regions.push(self.encode_run(frame, row, first, n, c));
-            }
+        for (r, class) in self.merge_tiles(|idx| classes[idx]) {
+            self.encode_rect(frame, r, class, &mut regions);
         }
         EncodedFrame { moves, regions }
     }
@@ -252,39 +247,44 @@ impl Encoder {
         (sy / t..=(sy + h - 1) / t).any(|r| (sx / t..=(sx + w - 1) / t).any(|c| self.lossy[r * usize::from(self.cols) + c]))
     }
 
-    /// Moved tiles as few rectangles: runs along a row, then runs of equal rows.
-    fn merge_moves(&self, vectors: &[Option<moves::Vector>]) -> Vec<Move> {
-        let mut done: Vec<(Move, moves::Vector)> = Vec::new();
-        let mut open: Vec<(Move, moves::Vector)> = Vec::new();
+    /// Tiles that share a key, as few rectangles: runs along a row, then runs of rows
+    /// with the same span. Rectangles are in tiles; keys compare moved tiles by vector
+    /// and images by class.
+    fn merge_tiles<K: Copy + Eq>(&self, key: impl Fn(usize) -> Option<K>) -> Vec<(TileRect, K)> {
+        let mut done: Vec<(TileRect, K)> = Vec::new();
+        let mut open: Vec<(TileRect, K)> = Vec::new();
         for row in 0..self.rows {
-            let mut this_row: Vec<(Move, moves::Vector)> = Vec::new();
+            let mut this_row: Vec<(TileRect, K)> = Vec::new();
             for col in 0..self.cols {
-                let idx = usize::from(row) * usize::from(self.cols) + usize::from(col);
-                let Some(v) = vectors[idx] else { continue };
-                let (x, y, w, h) = self.tile_rect(col, row);
+                let Some(k) = key(usize::from(row) * usize::from(self.cols) + usize::from(col)) else { continue };
                 match this_row.last_mut() {
-                    Some((m, mv)) if *mv == v && usize::from(m.x + m.width) == x => m.width += w as u16,
-                    _ => this_row.push((Move { src_x: 0, src_y: 0, x: x as u16, y: y as u16, width: w as u16, height: h as u16 }, v)),
+                    Some((r, rk)) if *rk == k && r.col + r.cols == col => r.cols += 1,
+                    _ => this_row.push((TileRect { col, row, cols: 1, rows: 1 }, k)),
                 }
             }
             let mut next_open = Vec::new();
-            for (m, v) in this_row {
-                match open.iter().position(|(o, ov)| *ov == v && o.x == m.x && o.width == m.width && o.y + o.height == m.y) {
+            for (r, k) in this_row {
+                match open.iter().position(|(o, ok)| *ok == k && o.col == r.col && o.cols == r.cols && o.row + o.rows == r.row) {
                     Some(i) => {
-                        let (mut o, ov) = open.swap_remove(i);
-                        o.height += m.height;
-                        next_open.push((o, ov));
+                        let (mut o, ok) = open.swap_remove(i);
+                        o.rows += 1;
+                        next_open.push((o, ok));
                     }
-                    None => next_open.push((m, v)),
+                    None => next_open.push((r, k)),
                 }
             }
             done.append(&mut open);
             open = next_open;
         }
         done.append(&mut open);
-        done.into_iter()
-            .map(|(m, v)| Move { src_x: (i32::from(m.x) + v.0) as u16, src_y: (i32::from(m.y) + v.1) as u16, ..m })
-            .collect()
+        done
+    }
+
+    /// A rectangle of tiles in pixels: x, y, width, height (the last column and row
+    /// may be narrower than a tile).
+    fn pixels_of(&self, r: TileRect) -> (u16, u16, u16, u16) {
+        let (x, y) = (r.col * TILE, r.row * TILE);
+        (x, y, (r.cols * TILE).min(self.width - x), (r.rows * TILE).min(self.height - y))
     }
 
     fn classify(&self, frame: &[u8], col: u16, row: u16) -> Class {
@@ -304,20 +304,46 @@ impl Encoder {
         Class::Palette
     }
 
-    fn encode_run(&mut self, frame: &[u8], row: u16, first: u16, count: u16, class: Class) -> EncodedRegion {
-        let x = first * TILE;
-        let y = row * TILE;
-        let width = (count * TILE).min(self.width - x);
-        let height = TILE.min(self.height - y);
-        for col in first..first + count {
-            self.lossy[usize::from(row) * usize::from(self.cols) + usize::from(col)] = class == Class::Rich;
+    /// Images for a rectangle of tiles of one class: one image where it can. A
+    /// rectangle of palette tiles whose colours together overflow the palette is split
+    /// into its rows, and a row into its tiles.
+    fn encode_rect(&mut self, frame: &[u8], r: TileRect, class: Class, out: &mut Vec<EncodedRegion>) {
+        for row in r.row..r.row + r.rows {
+            for col in r.col..r.col + r.cols {
+                self.lossy[usize::from(row) * usize::from(self.cols) + usize::from(col)] = class == Class::Rich;
+            }
         }
+        let (x, y, width, height) = self.pixels_of(r);
         let (codec, data) = match class {
             Class::Rich => (ImageCodec::Jpeg, encode_jpeg(frame, self.width, x, y, width, height, self.settings.jpeg_quality)),
-            Class::Palette => (ImageCodec::Png, encode_png(frame, self.width, x, y, width, height)),
+            Class::Palette => match encode_indexed_png(frame, self.width, x, y, width, height) {
+                Some(png) => (ImageCodec::Png, png),
+                None if r.rows > 1 => {
+                    for row in r.row..r.row + r.rows {
+                        self.encode_rect(frame, TileRect { row, rows: 1, ..r }, class, out);
+                    }
+                    return;
+                }
+                None if r.cols > 1 => {
+                    for col in r.col..r.col + r.cols {
+                        self.encode_rect(frame, TileRect { col, cols: 1, ..r }, class, out);
+                    }
+                    return;
+                }
+                None => (ImageCodec::Png, encode_png(frame, self.width, x, y, width, height)),
+            },
         };
-        EncodedRegion { x, y, width, height, codec, data }
+        out.push(EncodedRegion { x, y, width, height, codec, data });
     }
+}
+
+/// A rectangle on the tile grid, in tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TileRect {
+    col: u16,
+    row: u16,
+    cols: u16,
+    rows: u16,
 }
 
 /// The colours of a region, up to [`PALETTE_LIMIT`], each with its index. Text and UI
@@ -386,35 +412,75 @@ const LARGE_REGION: u32 = 2 * 64 * 64;
 
 /// Lossless: palette-indexed when the region has few colours, RGB otherwise.
 pub fn encode_png(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) -> Vec<u8> {
+    encode_indexed_png(frame, stride_px, x, y, w, h).unwrap_or_else(|| {
+        let rgb: Vec<u8> = crop_rgb(frame, stride_px, x, y, w, h).flat_map(|px| [px[0], px[1], px[2]]).collect();
+        write_png(w, h, png::ColorType::Rgb, png::BitDepth::Eight, None, &rgb)
+    })
+}
+
+/// Lossless and palette-indexed, with as few bits per pixel as the colours allow;
+/// `None` when the region has more than [`PALETTE_LIMIT`] colours.
+pub fn encode_indexed_png(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16) -> Option<Vec<u8>> {
     let mut palette = Palette::new();
     let mut indexed = Vec::with_capacity(usize::from(w) * usize::from(h));
-    let mut few_colours = true;
     for px in crop_rgb(frame, stride_px, x, y, w, h) {
-        match palette.index_of(rgb(px)) {
-            Some(i) => indexed.push(i),
-            None => {
-                few_colours = false;
-                break;
-            }
-        }
+        indexed.push(palette.index_of(rgb(px))?);
     }
+    let colours: Vec<u8> = palette.colours.iter().flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, *c as u8]).collect();
+    let bits = index_bits(palette.colours.len());
+    Some(write_png(w, h, png::ColorType::Indexed, bits, Some(colours), &pack_indexes(indexed, usize::from(w), bits)))
+}
+
+/// Writes a PNG of prepared rows: harder compression for large regions, and no row
+/// filter for palette indexes, which are not magnitudes (predicting one from its
+/// neighbours only scrambles the runs deflate finds).
+fn write_png(w: u16, h: u16, colour: png::ColorType, depth: png::BitDepth, palette: Option<Vec<u8>>, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, u32::from(w), u32::from(h));
     let large = u32::from(w) * u32::from(h) >= LARGE_REGION;
-    enc.set_compression(if large { png::Compression::Balanced } else { png::Compression::Fast });
-    let data = if few_colours {
-        enc.set_color(png::ColorType::Indexed);
-        enc.set_palette(palette.colours.iter().flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, *c as u8]).collect::<Vec<u8>>());
-        indexed
-    } else {
-        enc.set_color(png::ColorType::Rgb);
-        crop_rgb(frame, stride_px, x, y, w, h).flat_map(|px| [px[0], px[1], px[2]]).collect()
-    };
-    enc.set_depth(png::BitDepth::Eight);
+    enc.set_deflate_compression(if large { png::DeflateCompression::Level(6) } else { png::DeflateCompression::FdeflateUltraFast });
+    enc.set_color(colour);
+    enc.set_depth(depth);
+    match palette {
+        Some(p) => {
+            enc.set_palette(p);
+            enc.set_filter(png::Filter::NoFilter);
+        }
+        None => enc.set_filter(png::Filter::Adaptive),
+    }
     let mut writer = enc.write_header().expect("writing to a Vec cannot fail");
-    writer.write_image_data(&data).expect("image data matches the header");
+    writer.write_image_data(data).expect("image data matches the header");
     writer.finish().expect("writing to a Vec cannot fail");
     out
+}
+
+/// The fewest bits per index PNG allows for a palette of `colours` entries: text in
+/// two colours takes one bit a pixel, an eighth of the bytes to compress.
+fn index_bits(colours: usize) -> png::BitDepth {
+    match colours {
+        0..=2 => png::BitDepth::One,
+        3..=4 => png::BitDepth::Two,
+        5..=16 => png::BitDepth::Four,
+        _ => png::BitDepth::Eight,
+    }
+}
+
+/// Packs one byte per index into PNG rows of `bits`-bit indexes, leftmost pixel in
+/// the high bits, each row padded to a whole byte.
+fn pack_indexes(indexed: Vec<u8>, width: usize, bits: png::BitDepth) -> Vec<u8> {
+    let bits = bits as usize;
+    if bits == 8 {
+        return indexed;
+    }
+    let per_byte = 8 / bits;
+    let mut packed = Vec::with_capacity(indexed.len().div_ceil(width) * width.div_ceil(per_byte));
+    for row in indexed.chunks(width) {
+        for group in row.chunks(per_byte) {
+            let byte = group.iter().enumerate().fold(0u8, |b, (i, &v)| b | v << (8 - bits * (i + 1)));
+            packed.push(byte);
+        }
+    }
+    packed
 }
 
 /// Lossy, for photographic regions.
@@ -429,15 +495,7 @@ pub fn encode_jpeg(frame: &[u8], stride_px: u16, x: u16, y: u16, w: u16, h: u16,
 
 /// A pointer shape as an RGBA PNG.
 pub fn encode_rgba_png(rgba: &[u8], width: u16, height: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, u32::from(width), u32::from(height));
-    enc.set_color(png::ColorType::Rgba);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(png::Compression::Fast);
-    let mut writer = enc.write_header().expect("writing to a Vec cannot fail");
-    writer.write_image_data(rgba).expect("image data matches the header");
-    writer.finish().expect("writing to a Vec cannot fail");
-    out
+    write_png(width, height, png::ColorType::Rgba, png::BitDepth::Eight, None, rgba)
 }
 
 #[cfg(test)]

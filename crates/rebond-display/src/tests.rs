@@ -78,6 +78,75 @@ fn photographic_regions_go_lossy_and_runs_merge() {
     assert!(lossless.encode(&frame).regions.iter().all(|r| r.codec == ImageCodec::Png));
 }
 
+fn png_depth(data: &[u8]) -> u8 {
+    png::Decoder::new(std::io::Cursor::new(data)).read_info().unwrap().info().bit_depth as u8
+}
+
+/// Pixel `i` (0..) of the desktop coloured from a small set, so that a region's
+/// colours can be counted.
+fn paint(frame: &mut [u8], w: u16, x: usize, y: usize, rgb: [u8; 3]) {
+    let i = (y * usize::from(w) + x) * 4;
+    frame[i..i + 3].copy_from_slice(&rgb);
+}
+
+#[test]
+fn text_in_few_colours_takes_few_bits_per_pixel_and_stays_exact() {
+    let (w, h) = (128, 64);
+    for (colours, depth) in [(2usize, 1u8), (4, 2), (16, 4), (17, 8)] {
+        let mut frame = blank(w, h, [255, 255, 255]);
+        for y in 0..usize::from(h) {
+            for x in 0..usize::from(w) {
+                let c = ((x * 7 + y * 3) % colours) as u8;
+                paint(&mut frame, w, x, y, [c, c.wrapping_mul(3), 255 - c]);
+            }
+        }
+        let mut e = Encoder::new(w, h, EncoderSettings::default());
+        let f = e.encode(&frame);
+        assert_eq!(f.regions.len(), 1, "two tiles of one class make one image");
+        assert_eq!(png_depth(&f.regions[0].data), depth, "{colours} colours");
+        let mut page = Browser::new(w, h);
+        page.apply(&f);
+        assert_eq!(page.rgba, frame, "{colours} colours: exact");
+    }
+}
+
+#[test]
+fn a_screen_of_changed_text_goes_as_one_image() {
+    let (w, h) = (1280, 800);
+    let mut e = Encoder::new(w, h, EncoderSettings { detect_moves: false, ..Default::default() });
+    let mut page = Browser::new(w, h);
+    page.apply(&e.encode(&text_page(w, h, 0, 1)));
+    let next = text_page(w, h, 100, 2);
+    e.damage(0, 0, w, h);
+    let f = e.encode(&next);
+    assert_eq!(f.regions.len(), 1);
+    assert_eq!((f.regions[0].width, f.regions[0].height), (w, h));
+    page.apply(&f);
+    assert_eq!(page.rgba, next);
+}
+
+#[test]
+fn tiles_whose_colours_together_overflow_the_palette_are_split_and_stay_lossless() {
+    // Four tiles of 200 colours each, all different: each tile fits a palette, a row
+    // of two does not.
+    let (w, h) = (128, 128);
+    let mut frame = blank(w, h, [0, 0, 0]);
+    for y in 0..usize::from(h) {
+        for x in 0..usize::from(w) {
+            let tile = (y / 64) * 2 + x / 64;
+            let c = ((x % 64) + (y % 64) * 64) % 200;
+            paint(&mut frame, w, x, y, [c as u8, tile as u8 * 50, 7]);
+        }
+    }
+    let mut e = Encoder::new(w, h, EncoderSettings { lossless_only: false, ..Default::default() });
+    let f = e.encode(&frame);
+    assert_eq!(f.regions.len(), 4, "one image per tile");
+    assert!(f.regions.iter().all(|r| r.codec == ImageCodec::Png && png_depth(&r.data) == 8));
+    let mut page = Browser::new(w, h);
+    page.apply(&f);
+    assert_eq!(page.rgba, frame);
+}
+
 #[test]
 fn damage_outside_the_desktop_is_ignored() {
     let mut e = Encoder::new(100, 100, EncoderSettings::default());
