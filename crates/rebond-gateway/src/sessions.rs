@@ -321,7 +321,8 @@ impl Registry {
             _ => None,
         };
         let mut stdin = child.stdin.take().expect("piped");
-        let mut stdout = child.stdout.take().expect("piped");
+        // Buffered: a frame's messages come out of the pipe in a few reads, not two each.
+        let mut stdout = tokio::io::BufReader::with_capacity(64 << 10, child.stdout.take().expect("piped"));
         let (to_worker, mut worker_rx) = mpsc::channel::<ToWorker>(1024);
         let (kill_tx, kill_rx) = oneshot::channel();
         let session = Arc::new(Session {

@@ -350,6 +350,10 @@ async fn socket(
         // Large enough that an oversized message reaches the filter and is recorded as a
         // violation, small enough to bound memory.
         .max_message_size(64 << 10)
+        // What a page sends is small (keys, pointer, 20 ms of microphone); the default
+        // 128 KiB read buffer is zeroed on every read attempt (tungstenite), which was
+        // the largest single cost of a typing session in the gateway (`perf`).
+        .read_buffer_size(UPLINK_READ_BUFFER)
         .on_upgrade(move |socket| async move {
             match session {
                 Some(Ok(session)) => serve_socket(gw, session, socket, peer, key).await,
@@ -366,6 +370,30 @@ async fn refuse_socket(mut socket: WebSocket, code: ErrorCode) {
 }
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from a page's socket at a time (a larger message still fits: the
+/// buffer grows to it).
+const UPLINK_READ_BUFFER: usize = 4 << 10;
+/// Messages written to a page before one flush, at most.
+const MAX_SEND_BATCH: usize = 64;
+
+/// What the socket does once a batch is written.
+enum AfterBatch {
+    /// Go on serving.
+    Carry,
+    /// Close it, after telling the page why (if a reason is given).
+    Close(Option<ErrorCode>),
+    /// The session dropped its end of the queue.
+    Gone,
+}
+
+/// Writes messages to a page and flushes once.
+async fn send_all(socket: &mut WebSocket, batch: Vec<Vec<u8>>) -> Result<(), axum::Error> {
+    use futures_util::SinkExt as _;
+    for bytes in batch {
+        socket.feed(Message::Binary(bytes.into())).await?;
+    }
+    socket.flush().await
+}
 
 /// Why the uplink ends a session.
 enum UplinkEnd {
@@ -497,28 +525,48 @@ async fn serve_socket(gw: Arc<Gateway>, session: Arc<Session>, mut socket: WebSo
                     return;
                 }
             }
-            out = rx.recv() => match out {
-                Some(Outgoing::Message(bytes)) => {
+            out = rx.recv() => {
+                // What else is already queued goes out with it, in one write (a frame is
+                // several messages: one wake-up and one TLS flush for all of them).
+                let mut batch = Vec::new();
+                let mut next = out;
+                let then = loop {
+                    match next {
+                        Some(Outgoing::Message(bytes)) => batch.push(bytes),
+                        Some(Outgoing::Close(code)) => break AfterBatch::Close(code),
+                        None => break AfterBatch::Gone,
+                    }
+                    if batch.len() == MAX_SEND_BATCH {
+                        break AfterBatch::Carry;
+                    }
+                    match rx.try_recv() {
+                        Ok(msg) => next = Some(msg),
+                        Err(_) => break AfterBatch::Carry,
+                    }
+                };
+                for bytes in &batch {
                     crate::metrics::Metrics::add(&gw.metrics.bytes_to_browsers, bytes.len() as u64);
                     crate::metrics::Metrics::add(&session.bytes_to_browser, bytes.len() as u64);
-                    if Downlink::tag(&bytes) == Some(Downlink::FRAME_END_TAG) {
+                    if Downlink::tag(bytes) == Some(Downlink::FRAME_END_TAG) {
                         if let Some(t) = key_pending.take() {
                             gw.metrics.key_to_frame(t.elapsed().as_secs_f64());
                         }
                     }
-                    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Binary(bytes.into()))).await {
-                        Ok(Ok(())) => {}
-                        _ => break,
+                }
+                if !batch.is_empty() && !matches!(tokio::time::timeout(SEND_TIMEOUT, send_all(&mut socket, batch)).await, Ok(Ok(()))) {
+                    break;
+                }
+                match then {
+                    AfterBatch::Carry => {}
+                    AfterBatch::Gone => break,
+                    AfterBatch::Close(code) => {
+                        if let Some(code) = code {
+                            let _ = socket.send(Message::Binary(Downlink::Error { code }.encode().into())).await;
+                        }
+                        let _ = socket.send(Message::Close(None)).await;
+                        return;
                     }
                 }
-                Some(Outgoing::Close(code)) => {
-                    if let Some(code) = code {
-                        let _ = socket.send(Message::Binary(Downlink::Error { code }.encode().into())).await;
-                    }
-                    let _ = socket.send(Message::Close(None)).await;
-                    return;
-                }
-                None => break,
             }
         }
     }
