@@ -14,6 +14,7 @@
 use rebond_wire::{ImageCodec, Move};
 
 mod moves;
+pub mod pacing;
 
 /// Side of a damage tile, in pixels.
 pub const TILE: u16 = 64;

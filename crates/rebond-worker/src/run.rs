@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use rebond_display::pacing::FramePacer;
 use rebond_display::{Encoder, EncoderSettings};
 use rebond_policy::{UplinkFilter, Verdict};
 use rebond_rdp::{CertTrust, ConnectRequest, Session, SessionEvent, SpeakerSound};
@@ -302,6 +303,11 @@ struct Worker {
     drawn: bool,
     nla: bool,
     sound: Sound,
+    pacer: FramePacer,
+    /// The clock the pacer reads.
+    started: tokio::time::Instant,
+    /// When a frame held back by the pacer may go.
+    held_until: Option<tokio::time::Instant>,
 }
 
 /// The session's sound codecs, as the policy allows.
@@ -339,6 +345,9 @@ impl Worker {
             drawn: false,
             nla,
             sound,
+            pacer: FramePacer::default(),
+            started: tokio::time::Instant::now(),
+            held_until: None,
         }
     }
 
@@ -415,6 +424,9 @@ impl Worker {
                     Some(ToWorker::Start(_)) => {
                         warn!("second start request ignored");
                     }
+                },
+                _ = tokio::time::sleep_until(self.held_until.unwrap_or_else(tokio::time::Instant::now)), if self.held_until.is_some() => {
+                    self.held_until = None;
                 }
             }
             if self.flush(out).await.is_err() {
@@ -553,11 +565,18 @@ impl Worker {
         // cost bytes and make the first frame look earlier than the desktop.
         if self.attached
             && self.drawn
+            && self.held_until.is_none()
             && self.encoder.has_damage()
             && self.next_seq - 1 - self.acked < FRAMES_IN_FLIGHT
         {
+            let now_ms = self.started.elapsed().as_millis() as u64;
+            if let Some(at) = self.pacer.not_before(now_ms) {
+                self.held_until = Some(self.started + Duration::from_millis(at));
+                return out.w.flush().await.map_err(|_| ());
+            }
             let encoded = self.encoder.encode(self.session.pixels());
             if !encoded.is_empty() {
+                self.pacer.sent(now_ms);
                 if !encoded.moves.is_empty() && !out.queue(&Downlink::Moves { moves: encoded.moves }).await {
                     return Err(());
                 }
