@@ -103,16 +103,12 @@ impl Gateway {
         Ok((status.trim().parse().unwrap_or(0), body.to_owned()))
     }
 
-    /// Whether the gateway process has exited.
     /// The process ids of the bounce workers started so far (from the gateway's log).
     pub fn worker_pids(&self) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains("bounce worker started"))
-            .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next().map(str::to_owned))
-            .collect()
+        worker_pids_in(&self.log_text())
     }
 
+    /// Whether the gateway process has exited.
     pub fn exited(&mut self) -> bool {
         self.proc.exited()
     }
@@ -125,6 +121,14 @@ impl Gateway {
     pub fn terminate(&mut self) -> bool {
         self.proc.terminate(Duration::from_secs(10))
     }
+}
+
+/// The process ids of the bounce workers a gateway's log says it started.
+pub fn worker_pids_in(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("bounce worker started"))
+        .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next().map(str::to_owned))
+        .collect()
 }
 
 /// Runs the `rebond` binary (no data folder) and returns its standard output.

@@ -43,6 +43,9 @@ enum Workload {
 const ALL: [Workload; 7] =
     [Workload::Idle, Workload::Typing, Workload::Terminal, Workload::Scrolling, Workload::Dragging, Workload::Animation, Workload::Photo];
 const TYPED: &str = "the quick brown fox jumps over the lazy dog ";
+/// The long document the scrolling workload pages through (a short path: the probe
+/// types it). Every run writes the same text, readable by every workstation account.
+const DOCUMENT: &str = "/tmp/rebond-document.txt";
 /// The title of the window a workload shows in front of the terminal.
 const SCENE_TITLE: &str = "rebond-scene";
 /// How long the animation stands still at the end of its run (for its fidelity figures),
@@ -72,10 +75,8 @@ impl Workload {
         match self {
             Self::Typing => Some(TYPED.repeat((seconds as usize * 25) / TYPED.len() + 1)),
             Self::Terminal => Some("while true; do ls -lR /usr; done{Enter}".into()),
-            Self::Scrolling => Some(format!(
-                "seq -f 'line %g of a long document: lorem ipsum dolor sit amet, consectetur adipiscing' 1000000 | less{{Enter}}{}",
-                "{PageDown}".repeat(seconds as usize * 10)
-            )),
+            // A short command, so that the run pages rather than types.
+            Self::Scrolling => Some(format!("less {DOCUMENT}{{Enter}}{}", "{PageDown}".repeat(seconds as usize * 10))),
             _ => None,
         }
     }
@@ -162,6 +163,11 @@ impl Media {
             if !path.exists() {
                 plasma(seed, path)?;
             }
+        }
+        let document: String =
+            (1..=100_000).map(|i| format!("line {i} of a long document: lorem ipsum dolor sit amet, consectetur adipiscing\n")).collect();
+        if std::fs::metadata(DOCUMENT).map_or(true, |m| m.len() != document.len() as u64) {
+            std::fs::write(DOCUMENT, document)?;
         }
         let mover = dir.join("mover.sh");
         std::fs::write(&mover, "while true; do for x in $(seq 0 16 640); do printf '\\033[3;%d;%dt' $x 200; sleep 0.02; done; done\n")?;
@@ -293,8 +299,12 @@ struct Row {
     sessions: usize,
     bytes_per_second: f64,
     frames_per_second: f64,
+    /// Steady state, after the first frame: % of a core per session.
     gateway_cpu_percent: f64,
     worker_cpu_percent: f64,
+    /// CPU a session took to start (sign-in, worker, RDP connection, first frame),
+    /// gateway and worker together, ms.
+    start_cpu_ms: f64,
     worker_rss_mib: f64,
     gateway_rss_mib: f64,
     key_to_frame_median_ms: Option<f64>,
@@ -325,6 +335,7 @@ fn median_of_runs(runs: Vec<Row>) -> Row {
         frames_per_second: m(|r| r.frames_per_second),
         gateway_cpu_percent: m(|r| r.gateway_cpu_percent),
         worker_cpu_percent: m(|r| r.worker_cpu_percent),
+        start_cpu_ms: m(|r| r.start_cpu_ms),
         worker_rss_mib: m(|r| r.worker_rss_mib),
         gateway_rss_mib: m(|r| r.gateway_rss_mib),
         key_to_frame_median_ms: o(|r| r.key_to_frame_median_ms),
@@ -367,22 +378,15 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
         child.stdin.take().expect("piped").write_all(desk.password.as_bytes())?;
         probes.push((child, shot));
     }
-    // CPU so far: the gateway's since the probes started (% of a core per session), each
-    // worker's over its life. Read at the end of the motion.
-    let cpu = || {
-        let gateway = rebond_testkit::cpu_seconds(&gateway_pid).map_or(f64::NAN, |(cpu, _)| cpu - gw_cpu_before);
-        let workers: Vec<f64> =
-            gw.worker_pids().iter().filter_map(|p| rebond_testkit::cpu_seconds(p)).map(|(cpu, age)| 100.0 * cpu / age.max(0.01)).collect();
-        (100.0 * gateway / started.elapsed().as_secs_f64() / sessions as f64, workers)
-    };
-    let moving_cpu = if workload.still_seconds() > 0 {
+    // CPU, sampled while the probes run: the steady figures come from the time after
+    // every session has its first frame (plus a second to settle), so signing in and
+    // connecting count apart, as each session's start cost.
+    let sampler = CpuSampler::start(&gw, &gateway_pid, started);
+    if workload.still_seconds() > 0 {
         std::thread::sleep((started + Duration::from_secs(seconds)).saturating_duration_since(Instant::now()));
-        let at_stop = cpu();
+        sampler.mark_end();
         std::fs::write(&still, "")?;
-        Some(at_stop)
-    } else {
-        None
-    };
+    }
     let mut reports = Vec::new();
     for (child, shot) in probes {
         let out = child.wait_with_output()?;
@@ -390,7 +394,12 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
         anyhow::ensure!(v["error"].is_null(), "{} on {}: {}", workload.name(), kind.name(), v["error"]);
         reports.push((v, shot));
     }
-    let (gateway_cpu_percent, worker_cpu) = moving_cpu.unwrap_or_else(cpu);
+    let samples = sampler.stop();
+    let last_first_frame =
+        reports.iter().filter_map(|(v, _)| v["time_to_first_frame_ms"].as_f64()).fold(0.0, f64::max) / 1000.0;
+    let cpu = samples.steady(last_first_frame + 1.0, last_first_frame + seconds as f64, gw_cpu_before, sessions);
+    let (gateway_cpu_percent, worker_cpu, start_cpu_ms) =
+        cpu.ok_or_else(|| anyhow::anyhow!("{}: too few CPU samples after the first frame", workload.name()))?;
 
     // Fidelity: the first session's picture against its workstation's own screen, where
     // the picture stands still at the end (a moving one changes between the two captures).
@@ -443,7 +452,8 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
         bytes_per_second: rate("bytes_per_second"),
         frames_per_second: rate("frames_per_second"),
         gateway_cpu_percent,
-        worker_cpu_percent: median(worker_cpu),
+        worker_cpu_percent: worker_cpu,
+        start_cpu_ms,
         worker_rss_mib: median(worker_rss),
         gateway_rss_mib: rebond_testkit::rss_mib(&gateway_pid).unwrap_or(f64::NAN),
         key_to_frame_median_ms: opt_median(field("key_to_frame_median_ms")),
@@ -455,6 +465,86 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
         ssim,
         runs: 1,
     })
+}
+
+/// The gateway's and the workers' CPU time, read every [`CpuSampler::EVERY`] from
+/// `/proc` on a thread of its own while the probes run.
+struct CpuSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Seconds since the start at which the motion ended (still workloads).
+    end: std::sync::Arc<std::sync::Mutex<Option<f64>>>,
+    started: Instant,
+    thread: std::thread::JoinHandle<Vec<CpuSample>>,
+}
+
+/// CPU seconds so far: the gateway's, and each worker's by pid.
+struct CpuSample {
+    at: f64,
+    gateway: f64,
+    workers: std::collections::BTreeMap<String, f64>,
+}
+
+struct CpuSamples {
+    samples: Vec<CpuSample>,
+    end: Option<f64>,
+}
+
+impl CpuSampler {
+    const EVERY: Duration = Duration::from_millis(200);
+
+    fn start(gw: &Gateway, gateway_pid: &str, started: Instant) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, pid, log) = (stop.clone(), gateway_pid.to_owned(), gw.log.clone());
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let workers = std::fs::read_to_string(&log)
+                    .map(|text| rebond_testkit::gateway::worker_pids_in(&text))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| Some((p.clone(), rebond_testkit::cpu_seconds(&p)?.0)))
+                    .collect();
+                if let Some((gateway, _)) = rebond_testkit::cpu_seconds(&pid) {
+                    samples.push(CpuSample { at: started.elapsed().as_secs_f64(), gateway, workers });
+                }
+                std::thread::sleep(Self::EVERY);
+            }
+            samples
+        });
+        Self { stop, end: Default::default(), started, thread }
+    }
+
+    /// The motion ended now: the steady window ends here.
+    fn mark_end(&self) {
+        *self.end.lock().unwrap() = Some(self.started.elapsed().as_secs_f64());
+    }
+
+    fn stop(self) -> CpuSamples {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = self.thread.join().unwrap_or_default();
+        CpuSamples { samples, end: *self.end.lock().unwrap() }
+    }
+}
+
+impl CpuSamples {
+    /// Between `from` and `to` seconds after the start (or the end of the motion, if
+    /// sooner): the gateway's CPU % per session and the median worker's CPU %; and
+    /// what a session cost before `from` (gateway share + median worker), ms.
+    fn steady(&self, from: f64, to: f64, gateway_before: f64, sessions: usize) -> Option<(f64, f64, f64)> {
+        let to = self.end.map_or(to, |end| end.min(to));
+        let a = self.samples.iter().find(|s| s.at >= from)?;
+        let b = self.samples.iter().rev().find(|s| s.at <= to)?;
+        let span = b.at - a.at;
+        if span < 0.5 {
+            return None;
+        }
+        let gateway = 100.0 * (b.gateway - a.gateway) / span / sessions as f64;
+        let workers: Vec<f64> =
+            b.workers.iter().filter_map(|(pid, cpu)| Some(100.0 * (cpu - a.workers.get(pid)?) / span)).collect();
+        let start: Vec<f64> = a.workers.values().copied().collect();
+        let start_ms = 1000.0 * ((a.gateway - gateway_before) / sessions as f64 + median(start));
+        Some((gateway, median(workers), start_ms))
+    }
 }
 
 /// Exact pixels (% of pixels whose RGB is equal) and SSIM of two PNG pictures of the
@@ -656,12 +746,12 @@ fn main() -> anyhow::Result<()> {
     }
     let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     println!(
-        "{:<10} {:<7} {:>4} {:>10} {:>6} {:>7} {:>7} {:>7} {:>7} {:>13} {:>13} {:>7} {:>7} {:>7}",
-        "workload", "ws", "n", "B/s", "fps", "gw %", "wk %", "wk MiB", "gw MiB", "key→frame ms", "direct ms", "jpeg %", "exact %", "ssim"
+        "{:<10} {:<7} {:>4} {:>10} {:>6} {:>7} {:>7} {:>8} {:>7} {:>7} {:>13} {:>13} {:>7} {:>7} {:>7}",
+        "workload", "ws", "n", "B/s", "fps", "gw %", "wk %", "start ms", "wk MiB", "gw MiB", "key→frame ms", "direct ms", "jpeg %", "exact %", "ssim"
     );
     for r in &rows {
         println!(
-            "{:<10} {:<7} {:>4} {:>10.0} {:>6.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>13} {:>13} {:>7} {:>7} {:>7}",
+            "{:<10} {:<7} {:>4} {:>10.0} {:>6.1} {:>7.2} {:>7.2} {:>8.0} {:>7.1} {:>7.1} {:>13} {:>13} {:>7} {:>7} {:>7}",
             r.workload,
             r.workstation,
             r.sessions,
@@ -669,6 +759,7 @@ fn main() -> anyhow::Result<()> {
             r.frames_per_second,
             r.gateway_cpu_percent,
             r.worker_cpu_percent,
+            r.start_cpu_ms,
             r.worker_rss_mib,
             r.gateway_rss_mib,
             format!("{}/{}", f(r.key_to_frame_median_ms), f(r.key_to_frame_p99_ms)),
@@ -680,7 +771,8 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "(medians over the sessions of each run, then over {runs} runs; {seconds} s per run (animation: then {STILL_SECONDS} s still, \
-         its rates over the motion); gw % is per session; key→frame: median/p99; exact % and ssim where the picture ends still)"
+         its rates over the motion); gw % and wk %: steady, from 1 s after the first frame, gw % per session; \
+         start ms: CPU to sign in, connect and draw the first frame, per session; key→frame: median/p99; exact % and ssim where the picture ends still)"
     );
     Ok(())
 }
