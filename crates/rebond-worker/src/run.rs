@@ -258,17 +258,8 @@ fn connect_request(s: StartRequest) -> Result<ConnectRequest, ErrorCode> {
 }
 
 async fn read_control(mut input: impl AsyncRead + Unpin, tx: mpsc::Sender<ToWorker>) {
-    // The start request (it holds the password) is read on its own, into memory the
-    // worker wipes; what follows is buffered, a message's length and body in one read.
-    let first = link::read_to_worker(&mut input).await;
-    let mut input = tokio::io::BufReader::new(input);
-    let mut next = Some(first);
     loop {
-        let msg = match next.take() {
-            Some(m) => m,
-            None => link::read_to_worker(&mut input).await,
-        };
-        match msg {
+        match link::read_to_worker(&mut input).await {
             Ok(msg) => {
                 if tx.send(msg).await.is_err() {
                     return;
