@@ -309,11 +309,6 @@ impl Encoder {
     /// rectangle of palette tiles whose colours together overflow the palette is split
     /// into its rows, and a row into its tiles.
     fn encode_rect(&mut self, frame: &[u8], r: TileRect, class: Class, out: &mut Vec<EncodedRegion>) {
-        for row in r.row..r.row + r.rows {
-            for col in r.col..r.col + r.cols {
-                self.lossy[usize::from(row) * usize::from(self.cols) + usize::from(col)] = class == Class::Rich;
-            }
-        }
         let (x, y, width, height) = self.pixels_of(r);
         let (codec, data) = match class {
             Class::Rich => (ImageCodec::Jpeg, encode_jpeg(frame, self.width, x, y, width, height, self.settings.jpeg_quality)),
@@ -334,6 +329,12 @@ impl Encoder {
                 None => (ImageCodec::Png, encode_png(frame, self.width, x, y, width, height)),
             },
         };
+        // Marked once, for the rectangle that was sent (not again for a split one's parts).
+        for row in r.row..r.row + r.rows {
+            for col in r.col..r.col + r.cols {
+                self.lossy[usize::from(row) * usize::from(self.cols) + usize::from(col)] = class == Class::Rich;
+            }
+        }
         out.push(EncodedRegion { x, y, width, height, codec, data });
     }
 }
