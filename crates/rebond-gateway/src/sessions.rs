@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use rebond_wire::{Downlink, ErrorCode, Stage};
 use rebond_worker::link::{self, ToWorker};
 use tokio::sync::{mpsc, oneshot};
+
+/// How long a stopping worker has to read its stop request, then to exit, before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
@@ -56,7 +59,10 @@ pub fn hash_token(token: &str) -> TokenHash {
 pub struct Session {
     pub id: u64,
     pub user: String,
-    to_worker: mpsc::Sender<ToWorker>,
+    /// The worker's standard input. Whoever has something for the worker writes it
+    /// there directly (a key goes from the socket task to the pipe, no task between);
+    /// the lock keeps messages whole and the start request first.
+    to_worker: Arc<tokio::sync::Mutex<tokio::process::ChildStdin>>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     state: Mutex<SessionState>,
     /// The last keyboard or pointer input from the person.
@@ -86,8 +92,10 @@ struct SessionState {
 }
 
 impl Session {
+    /// Writes a message to the worker (nothing happens once it is gone).
     pub async fn send(&self, msg: ToWorker) {
-        let _ = self.to_worker.send(msg).await;
+        let mut stdin = self.to_worker.lock().await;
+        let _ = link::write_to_worker(&mut *stdin, &msg).await;
     }
 
     /// Ends the session: a polite stop, then a kill if the worker does not exit.
@@ -100,8 +108,9 @@ impl Session {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let _ = me.to_worker.send(ToWorker::Stop).await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            // A worker that reads nothing any more cannot hold its kill back.
+            let _ = tokio::time::timeout(STOP_GRACE, me.send(ToWorker::Stop)).await;
+            tokio::time::sleep(STOP_GRACE).await;
             if let Some(kill) = me.kill.lock().unwrap().take() {
                 let _ = kill.send(());
             }
@@ -320,15 +329,16 @@ impl Registry {
             },
             _ => None,
         };
-        let mut stdin = child.stdin.take().expect("piped");
+        let stdin = Arc::new(tokio::sync::Mutex::new(child.stdin.take().expect("piped")));
+        // Taken before anyone else can have it: the start request goes first.
+        let mut first = stdin.clone().try_lock_owned().expect("a new lock is free");
         // Buffered: a frame's messages come out of the pipe in a few reads, not two each.
         let mut stdout = tokio::io::BufReader::with_capacity(64 << 10, child.stdout.take().expect("piped"));
-        let (to_worker, mut worker_rx) = mpsc::channel::<ToWorker>(1024);
         let (kill_tx, kill_rx) = oneshot::channel();
         let session = Arc::new(Session {
             id,
             user: user.to_owned(),
-            to_worker,
+            to_worker: stdin,
             kill: Mutex::new(Some(kill_tx)),
             last_input: Mutex::new(Instant::now()),
             bytes_to_browser: AtomicU64::new(0),
@@ -340,22 +350,14 @@ impl Registry {
         info!(session = id, %user, pid = child.id(), "bounce worker started");
         crate::metrics::Metrics::add(&self.metrics.sessions_started, 1);
 
-        // Writer: the start request first (then wiped), then whatever the gateway says.
+        // The start request (then wiped); the lock is released after it.
         tokio::spawn(async move {
             let mut start_msg = ToWorker::Start(start.to_vec());
-            let ok = link::write_to_worker(&mut stdin, &start_msg).await.is_ok();
+            let _ = link::write_to_worker(&mut *first, &start_msg).await;
             if let ToWorker::Start(bytes) = &mut start_msg {
                 zeroize::Zeroize::zeroize(bytes);
             }
             drop(start);
-            if !ok {
-                return;
-            }
-            while let Some(msg) = worker_rx.recv().await {
-                if link::write_to_worker(&mut stdin, &msg).await.is_err() {
-                    return;
-                }
-            }
         });
 
         // Reaper: the worker's exit, or a kill after a stop that did not finish.

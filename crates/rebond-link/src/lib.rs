@@ -121,9 +121,23 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, LinkErr
     Ok(body)
 }
 
+/// Payloads up to this size go out with their header in one write (a key, an
+/// acknowledgement): the reader then wakes once per message, not once per part.
+const ONE_WRITE: usize = 512;
+
 async fn write_frame(w: &mut (impl AsyncWrite + Unpin), kind: u8, payload: &[u8]) -> Result<(), LinkError> {
-    w.write_all(&frame_header(kind, payload.len())?).await?;
-    w.write_all(payload).await?;
+    let header = frame_header(kind, payload.len())?;
+    if payload.len() <= ONE_WRITE {
+        let mut frame = [0u8; 5 + ONE_WRITE];
+        frame[..5].copy_from_slice(&header);
+        frame[5..5 + payload.len()].copy_from_slice(payload);
+        let written = w.write_all(&frame[..5 + payload.len()]).await;
+        zeroize::Zeroize::zeroize(&mut frame[..]); // a start request holds a password
+        written?;
+    } else {
+        w.write_all(&header).await?;
+        w.write_all(payload).await?;
+    }
     Ok(())
 }
 
@@ -162,6 +176,20 @@ mod tests {
         assert_eq!(read_from_worker(&mut a).await.unwrap(), vec![1, 2, 3]);
         drop(b);
         assert!(matches!(read_from_worker(&mut a).await, Err(LinkError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_small_message_is_one_write_and_a_large_one_arrives_whole() {
+        use tokio::io::AsyncReadExt as _;
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let key = ToWorker::Uplink(vec![7; 12]);
+        write_to_worker(&mut a, &key).await.unwrap();
+        let mut got = [0u8; 64];
+        let n = b.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], encode_to_worker(&key).as_slice(), "header and body in one read");
+        let big = ToWorker::Uplink(vec![9; ONE_WRITE + 1]);
+        write_to_worker(&mut a, &big).await.unwrap();
+        assert_eq!(read_to_worker(&mut b).await.unwrap(), big);
     }
 
     #[tokio::test]

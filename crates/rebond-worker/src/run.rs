@@ -258,8 +258,17 @@ fn connect_request(s: StartRequest) -> Result<ConnectRequest, ErrorCode> {
 }
 
 async fn read_control(mut input: impl AsyncRead + Unpin, tx: mpsc::Sender<ToWorker>) {
+    // The start request (it holds the password) is read on its own, into memory the
+    // worker wipes; what follows is buffered, a message's length and body in one read.
+    let first = link::read_to_worker(&mut input).await;
+    let mut input = tokio::io::BufReader::new(input);
+    let mut next = Some(first);
     loop {
-        match link::read_to_worker(&mut input).await {
+        let msg = match next.take() {
+            Some(m) => m,
+            None => link::read_to_worker(&mut input).await,
+        };
+        match msg {
             Ok(msg) => {
                 if tx.send(msg).await.is_err() {
                     return;
