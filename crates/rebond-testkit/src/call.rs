@@ -104,14 +104,15 @@ pub async fn run(exe: &Path, seconds: u64) -> anyhow::Result<CallReport> {
     page.wait_for("window.rebondSound.stats.microphonePackets > 25", Duration::from_secs(20)).await?;
 
     let worker = gw.worker_pids().pop().ok_or_else(|| anyhow::anyhow!("no worker started"))?;
-    let (cpu_before, _) = crate::cpu_seconds(&worker).unwrap_or_default();
+    let mut meter = crate::CpuMeter::default();
+    let cpu_before = meter.read(&worker).unwrap_or_default();
     let before = page_stats(&mut page).await?;
     let recorded_before = ws.recording().samples.len();
     let started = Instant::now();
     let started_ms = crate::sound::unix_ms();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let wall = started.elapsed().as_secs_f64();
-    let (cpu_after, _) = crate::cpu_seconds(&worker).unwrap_or_default();
+    let cpu_after = meter.read(&worker).unwrap_or_default();
     let after = page_stats(&mut page).await?;
     // The same button mutes: nothing more goes up.
     page.eval("document.getElementById('microphone-button').click(); true").await?;

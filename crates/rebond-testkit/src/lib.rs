@@ -18,7 +18,7 @@ pub mod sound;
 pub mod tone;
 pub mod workstation;
 
-pub use procs::{cpu_seconds, free_port, rss_mib, wait_for_port, Proc};
+pub use procs::{free_port, CpuMeter, rss_mib, wait_for_port, Proc};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

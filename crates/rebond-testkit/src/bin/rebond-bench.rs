@@ -358,7 +358,8 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
     let desks = &workstations.desks;
     std::thread::sleep(Duration::from_millis(500));
     let gateway_pid = gw.pid().to_string();
-    let (gw_cpu_before, _) = rebond_testkit::cpu_seconds(&gateway_pid).unwrap_or_default();
+    let mut gateway_meter = rebond_testkit::CpuMeter::default();
+    let gw_cpu_before = gateway_meter.read(&gateway_pid).unwrap_or_default();
     let started = Instant::now();
     let keys = workload.keys(seconds);
     let mut probes = Vec::new();
@@ -381,7 +382,7 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
     // CPU, sampled while the probes run: the steady figures come from the time after
     // every session has its first frame (plus a second to settle), so signing in and
     // connecting count apart, as each session's start cost.
-    let sampler = CpuSampler::start(&gw, &gateway_pid, started);
+    let sampler = CpuSampler::start(&gw, &gateway_pid, gateway_meter, started);
     if workload.still_seconds() > 0 {
         std::thread::sleep((started + Duration::from_secs(seconds)).saturating_duration_since(Instant::now()));
         sampler.mark_end();
@@ -467,8 +468,9 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
     })
 }
 
-/// The gateway's and the workers' CPU time, read every [`CpuSampler::EVERY`] from
-/// `/proc` on a thread of its own while the probes run.
+/// The gateway's and the workers' CPU time, read to the nanosecond every
+/// [`CpuSampler::EVERY`] from `/proc` ([`rebond_testkit::CpuMeter`]) on a thread of its
+/// own while the probes run.
 struct CpuSampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Seconds since the start at which the motion ended (still workloads).
@@ -492,19 +494,20 @@ struct CpuSamples {
 impl CpuSampler {
     const EVERY: Duration = Duration::from_millis(200);
 
-    fn start(gw: &Gateway, gateway_pid: &str, started: Instant) -> Self {
+    fn start(gw: &Gateway, gateway_pid: &str, mut gateway_meter: rebond_testkit::CpuMeter, started: Instant) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (flag, pid, log) = (stop.clone(), gateway_pid.to_owned(), gw.log.clone());
         let thread = std::thread::spawn(move || {
             let mut samples = Vec::new();
+            let mut worker_meters: std::collections::HashMap<String, rebond_testkit::CpuMeter> = Default::default();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let workers = std::fs::read_to_string(&log)
                     .map(|text| rebond_testkit::gateway::worker_pids_in(&text))
                     .unwrap_or_default()
                     .into_iter()
-                    .filter_map(|p| Some((p.clone(), rebond_testkit::cpu_seconds(&p)?.0)))
+                    .filter_map(|p| Some((p.clone(), worker_meters.entry(p.clone()).or_default().read(&p)?)))
                     .collect();
-                if let Some((gateway, _)) = rebond_testkit::cpu_seconds(&pid) {
+                if let Some(gateway) = gateway_meter.read(&pid) {
                     samples.push(CpuSample { at: started.elapsed().as_secs_f64(), gateway, workers });
                 }
                 std::thread::sleep(Self::EVERY);
