@@ -57,6 +57,11 @@ let pointerUrl = null;
 let lastMove = 0;
 let noticeTimer = null;
 let awaitingFrame = false;
+// Flow control (docs/protocol.md, rebond-wire's FrameAcks): the worker sends while fewer
+// than FRAMES_IN_FLIGHT frames are unacknowledged, and an acknowledgement covers every
+// frame before it; the page acknowledges only when the worker has no room left.
+const FRAMES_IN_FLIGHT = 2;
+let acked = 0; // the last frame acknowledged on this socket
 let sound = null;
 
 const canvas = $('screen');
@@ -343,9 +348,13 @@ function onMessage(ev) {
           $('desktop').classList.remove('overlay');
           canvas.focus();
         }
-        const [b, v] = msg(T.ACK, 5);
-        v.setUint32(1, seq, true);
-        send(b);
+        if (seq <= acked) acked = 0; // the worker numbers from 1 again
+        if (seq - acked >= FRAMES_IN_FLIGHT) {
+          acked = seq;
+          const [b, v] = msg(T.ACK, 5);
+          v.setUint32(1, seq, true);
+          send(b);
+        }
       });
       break;
     }
@@ -392,6 +401,7 @@ function onMessage(ev) {
 function connect() {
   const url = `wss://${location.host}/ws`;
   ws = new WebSocket(url, socketKey ? [SUBPROTOCOL, `rebond.key.${socketKey}`] : [SUBPROTOCOL]);
+  acked = 0;
   ws.binaryType = 'arraybuffer';
   ws.onmessage = onMessage;
   ws.onopen = () => { if (everConnected) sendResize(); };

@@ -190,6 +190,7 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
 
     let mut keys: std::collections::VecDeque<KeyEvent> =
         opts.type_text.as_deref().map(parse_keys).transpose()?.unwrap_or_default().into();
+    let mut acks = rebond_wire::FrameAcks::default();
     let mut first_frame: Option<Instant> = None;
     let mut bytes_after_first = 0u64;
     let (mut frames_after_first, mut keys_waiting, mut latencies) = (0u64, Vec::<Instant>::new(), Vec::<f64>::new());
@@ -252,8 +253,12 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                                 let _ = ws.send(Message::Binary(Uplink::PointerMove { x, y }.encode().into())).await;
                             }
                         }
-                        // A send fails when the gateway closes the session; the reason is read next.
-                        let _ = ws.send(Message::Binary(Uplink::FrameAck { seq }.encode().into())).await;
+                        // Acknowledged as the page does (only when the worker has no room
+                        // left). A send fails when the gateway closes the session; the
+                        // reason is read next.
+                        if let Some(seq) = acks.drawn(seq) {
+                            let _ = ws.send(Message::Binary(Uplink::FrameAck { seq }.encode().into())).await;
+                        }
                     }
                     Ok(Downlink::Error { code }) => {
                         report.error = Some(ProbeError::from_code(code));

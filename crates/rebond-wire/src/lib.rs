@@ -10,9 +10,11 @@
 
 mod catalog;
 mod codec;
+mod flow;
 
 pub use catalog::{Lang, Text, CATALOG_KEYS};
 pub use codec::{DecodeError, Reader};
+pub use flow::{FrameAcks, FRAMES_IN_FLIGHT};
 
 /// Protocol version carried in the subprotocol name and in `Hello`.
 pub const PROTOCOL_VERSION: u16 = 2;

@@ -9,7 +9,7 @@ use rebond_policy::{UplinkFilter, Verdict};
 use rebond_rdp::{CertTrust, ConnectRequest, Session, SessionEvent, SpeakerSound};
 use ironrdp_tokio::FramedWrite as _;
 use rebond_rdp::WorkstationFramed;
-use rebond_wire::{Downlink, ErrorCode};
+use rebond_wire::{Downlink, ErrorCode, FRAMES_IN_FLIGHT};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::mpsc;
@@ -19,9 +19,6 @@ use zeroize::{Zeroize as _, Zeroizing};
 use crate::link::{self, ToWorker};
 use crate::sound::{Dropped, Microphone, Speaker};
 
-/// Frames sent but not yet acknowledged by the page. Beyond this, damage is
-/// coalesced in the encoder until the page catches up.
-const FRAMES_IN_FLIGHT: u32 = 2;
 /// Frames read from the workstation before the picture is flushed, at most.
 const MAX_BATCH: usize = 256;
 
@@ -576,6 +573,7 @@ impl Worker {
             && self.drawn
             && self.held_until.is_none()
             && self.encoder.has_damage()
+            // Beyond this, damage is coalesced in the encoder until the page catches up.
             && self.next_seq - 1 - self.acked < FRAMES_IN_FLIGHT
         {
             let now_ms = self.started.elapsed().as_millis() as u64;
