@@ -165,15 +165,19 @@ impl Encoder {
     /// `frame` is the whole desktop, RGBA, `width * height * 4` bytes.
     pub fn encode(&mut self, frame: &[u8]) -> EncodedFrame {
         assert_eq!(frame.len(), self.shadow.len(), "frame does not match the desktop size");
-        let mut changed = vec![false; self.dirty.len()];
+        // Per changed tile, the box of its pixels that differ from what the browser has
+        // (the whole tile when the browser has lost it): images cover only these, so a
+        // keystroke sends its character, not its 64-pixel tile.
+        let mut boxes: Vec<Option<PixelBox>> = vec![None; self.dirty.len()];
         let mut forced_any = false;
-        for (idx, c) in changed.iter_mut().enumerate() {
+        for (idx, b) in boxes.iter_mut().enumerate() {
             if std::mem::take(&mut self.dirty[idx]) {
                 let forced = std::mem::take(&mut self.forced[idx]);
                 forced_any |= forced;
-                *c = forced || self.tile_differs(frame, idx);
+                *b = if forced { Some(self.tile_box(idx)) } else { self.changed_box(frame, idx) };
             }
         }
+        let changed: Vec<bool> = boxes.iter().map(Option::is_some).collect();
         let count = changed.iter().filter(|c| **c).count();
         // After a lost picture the browser has nothing to move from.
         let vectors = if self.settings.detect_moves && !forced_any && count >= MIN_TILES_FOR_MOVES {
@@ -209,7 +213,7 @@ impl Encoder {
             .collect();
         let mut regions = Vec::new();
         for (r, class) in self.merge_tiles(|idx| classes[idx]) {
-            self.encode_rect(frame, r, class, &mut regions);
+            self.encode_rect(frame, r, class, &boxes, &mut regions);
         }
         EncodedFrame { moves, regions }
     }
@@ -229,9 +233,30 @@ impl Encoder {
         (y..y + h).map(move |line| line * stride + x * 4..line * stride + (x + w) * 4)
     }
 
-    /// Whether the tile's pixels differ from what the browser has.
-    fn tile_differs(&self, frame: &[u8], idx: usize) -> bool {
-        self.tile_spans(idx).any(|span| self.shadow[span.clone()] != frame[span])
+    /// The whole of tile `idx`, in pixels.
+    fn tile_box(&self, idx: usize) -> PixelBox {
+        let (x, y, w, h) = self.tile_rect(idx as u16 % self.cols, idx as u16 / self.cols);
+        PixelBox { left: x as u16, top: y as u16, right: (x + w) as u16, bottom: (y + h) as u16 }
+    }
+
+    /// The box of tile `idx`'s pixels that differ from what the browser has; `None`
+    /// when none do.
+    fn changed_box(&self, frame: &[u8], idx: usize) -> Option<PixelBox> {
+        let tile = self.tile_box(idx);
+        let mut found: Option<PixelBox> = None;
+        for (line, span) in (tile.top..).zip(self.tile_spans(idx)) {
+            let (old, new) = (&self.shadow[span.clone()], &frame[span]);
+            if old == new {
+                continue;
+            }
+            let differs = |(a, b): (&[u8], &[u8])| a != b;
+            let pairs = || old.chunks_exact(4).zip(new.chunks_exact(4));
+            let first = pairs().position(differs).expect("the lines differ") as u16;
+            let last = (pairs().rev().position(differs).expect("the lines differ")) as u16;
+            let row = PixelBox { left: tile.left + first, top: line, right: tile.right - last, bottom: line + 1 };
+            found = Some(found.map_or(row, |f| f.union(row)));
+        }
+        found
     }
 
     fn copy_tile(&mut self, frame: &[u8], idx: usize) {
@@ -308,21 +333,25 @@ impl Encoder {
     /// Images for a rectangle of tiles of one class: one image where it can. A
     /// rectangle of palette tiles whose colours together overflow the palette is split
     /// into its rows, and a row into its tiles.
-    fn encode_rect(&mut self, frame: &[u8], r: TileRect, class: Class, out: &mut Vec<EncodedRegion>) {
-        let (x, y, width, height) = self.pixels_of(r);
+    fn encode_rect(&mut self, frame: &[u8], r: TileRect, class: Class, boxes: &[Option<PixelBox>], out: &mut Vec<EncodedRegion>) {
+        let tiles = || (r.row..r.row + r.rows).flat_map(move |row| (r.col..r.col + r.cols).map(move |col| (col, row)));
+        let index = |(col, row): (u16, u16)| usize::from(row) * usize::from(self.cols) + usize::from(col);
+        // Only the changed pixels (every tile of the rectangle changed).
+        let crop = tiles().filter_map(|t| boxes[index(t)]).reduce(PixelBox::union).expect("a rectangle of changed tiles");
+        let (x, y, width, height) = (crop.left, crop.top, crop.right - crop.left, crop.bottom - crop.top);
         let (codec, data) = match class {
             Class::Rich => (ImageCodec::Jpeg, encode_jpeg(frame, self.width, x, y, width, height, self.settings.jpeg_quality)),
             Class::Palette => match encode_indexed_png(frame, self.width, x, y, width, height) {
                 Some(png) => (ImageCodec::Png, png),
                 None if r.rows > 1 => {
                     for row in r.row..r.row + r.rows {
-                        self.encode_rect(frame, TileRect { row, rows: 1, ..r }, class, out);
+                        self.encode_rect(frame, TileRect { row, rows: 1, ..r }, class, boxes, out);
                     }
                     return;
                 }
                 None if r.cols > 1 => {
                     for col in r.col..r.col + r.cols {
-                        self.encode_rect(frame, TileRect { col, cols: 1, ..r }, class, out);
+                        self.encode_rect(frame, TileRect { col, cols: 1, ..r }, class, boxes, out);
                     }
                     return;
                 }
@@ -330,12 +359,34 @@ impl Encoder {
             },
         };
         // Marked once, for the rectangle that was sent (not again for a split one's parts).
-        for row in r.row..r.row + r.rows {
-            for col in r.col..r.col + r.cols {
-                self.lossy[usize::from(row) * usize::from(self.cols) + usize::from(col)] = class == Class::Rich;
-            }
+        // A tile sent losslessly is exact again only if the image covered all of it.
+        for t in tiles() {
+            let i = index(t);
+            self.lossy[i] = match class {
+                Class::Rich => true,
+                Class::Palette => self.lossy[i] && !crop.contains(self.tile_box(i)),
+            };
         }
         out.push(EncodedRegion { x, y, width, height, codec, data });
+    }
+}
+
+/// A rectangle in pixels (right and bottom exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PixelBox {
+    left: u16,
+    top: u16,
+    right: u16,
+    bottom: u16,
+}
+
+impl PixelBox {
+    fn union(self, o: Self) -> Self {
+        Self { left: self.left.min(o.left), top: self.top.min(o.top), right: self.right.max(o.right), bottom: self.bottom.max(o.bottom) }
+    }
+
+    fn contains(self, o: Self) -> bool {
+        self.left <= o.left && self.top <= o.top && self.right >= o.right && self.bottom >= o.bottom
     }
 }
 

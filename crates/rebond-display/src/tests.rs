@@ -31,7 +31,7 @@ fn first_encode_sends_the_whole_desktop_then_nothing() {
 }
 
 #[test]
-fn only_changed_tiles_are_sent_and_png_is_exact() {
+fn only_changed_pixels_are_sent_and_png_is_exact() {
     let (w, h) = (256, 128);
     let mut frame = blank(w, h, [255, 255, 255]);
     let mut e = Encoder::new(w, h, EncoderSettings::default());
@@ -47,15 +47,43 @@ fn only_changed_tiles_are_sent_and_png_is_exact() {
     let regions = e.encode(&frame).regions;
     assert_eq!(regions.len(), 1);
     let r = &regions[0];
-    assert_eq!((r.x, r.y, r.width, r.height, r.codec), (128, 64, 64, 64, ImageCodec::Png));
+    // The character's box, not its 64-pixel tile.
+    assert_eq!((r.x, r.y, r.width, r.height, r.codec), (140, 70, 6, 10, ImageCodec::Png));
     let (pw, ph, rgb) = decode_png(&r.data);
-    assert_eq!((pw, ph), (64, 64));
-    for y in 0..64usize {
-        for x in 0..64usize {
-            let src = ((y + 64) * usize::from(w) + x + 128) * 4;
-            assert_eq!(&rgb[(y * 64 + x) * 3..][..3], &frame[src..src + 3], "pixel {x},{y}");
+    assert_eq!((pw, ph), (6, 10));
+    for y in 0..10usize {
+        for x in 0..6usize {
+            let src = ((y + 70) * usize::from(w) + x + 140) * 4;
+            assert_eq!(&rgb[(y * 6 + x) * 3..][..3], &frame[src..src + 3], "pixel {x},{y}");
         }
     }
+}
+
+#[test]
+fn a_change_across_tiles_is_one_box_and_a_lossy_tile_stays_lossy_until_covered() {
+    let (w, h) = (256, 128);
+    let mut frame = blank(w, h, [255, 255, 255]);
+    let mut e = Encoder::new(w, h, EncoderSettings::default());
+    e.encode(&frame);
+    // A word across the border of tiles (0, 0) and (1, 0).
+    for x in 60..70 {
+        paint(&mut frame, w, x, 20, [0, 0, 0]);
+    }
+    e.damage(0, 0, w, h);
+    let regions = e.encode(&frame).regions;
+    let boxes: Vec<_> = regions.iter().map(|r| (r.x, r.y, r.width, r.height)).collect();
+    assert_eq!(boxes, vec![(60, 20, 10, 1)]);
+
+    // A tile the browser holds approximately stays marked so when only part of it is
+    // sent again losslessly, and is exact again once all of it is.
+    e.lossy[0] = true;
+    paint(&mut frame, w, 5, 5, [9, 9, 9]);
+    e.damage(0, 0, w, h);
+    e.encode(&frame);
+    assert!(e.lossy[0], "a 1-pixel image leaves the rest of the tile approximate");
+    e.invalidate();
+    e.encode(&frame);
+    assert!(!e.lossy[0], "the whole tile sent as PNG is exact");
 }
 
 #[test]
@@ -120,7 +148,8 @@ fn a_screen_of_changed_text_goes_as_one_image() {
     e.damage(0, 0, w, h);
     let f = e.encode(&next);
     assert_eq!(f.regions.len(), 1);
-    assert_eq!((f.regions[0].width, f.regions[0].height), (w, h));
+    // The last three lines of pixels are blank on both pages: not sent.
+    assert_eq!((f.regions[0].width, f.regions[0].height), (w, h - 3));
     page.apply(&f);
     assert_eq!(page.rgba, next);
 }
