@@ -1,5 +1,6 @@
 //! `--type` text to key events: US-layout scancodes for printable ASCII, and
-//! `{Name}` for special keys (`{Enter}`, `{Tab}`, `{Esc}`, `{Backspace}`, `{Up}`…).
+//! `{Name}` for special keys (`{Enter}`, `{Tab}`, `{Esc}`, `{Backspace}`, `{Up}`…);
+//! `{Wait 2000}` pauses the typing (milliseconds), as a person reading does.
 
 /// One key press or release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,13 +77,40 @@ fn tap(out: &mut Vec<KeyEvent>, (scancode, extended): (u8, bool)) {
     out.push(KeyEvent { scancode, extended, down: false });
 }
 
-/// Parses `--type` text. `{Ctrl+c}` presses modifiers around a key.
+/// One step of a `--type` script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStep {
+    Key(KeyEvent),
+    /// No key for this many milliseconds.
+    Wait(u64),
+}
+
+/// Parses `--type` text that has no pause in it. `{Ctrl+c}` presses modifiers around a key.
 pub fn parse_keys(text: &str) -> anyhow::Result<Vec<KeyEvent>> {
+    parse_script(text)?
+        .into_iter()
+        .map(|step| match step {
+            KeyStep::Key(k) => Ok(k),
+            KeyStep::Wait(_) => Err(anyhow::anyhow!("{{Wait}} is for typing scripts only")),
+        })
+        .collect()
+}
+
+/// Parses `--type` text: keys, and `{Wait MS}` pauses.
+pub fn parse_script(text: &str) -> anyhow::Result<Vec<KeyStep>> {
     let mut out = Vec::new();
+    let mut keys = Vec::new();
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c == '{' {
             let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+            if let Some(ms) = name.strip_prefix("Wait ") {
+                let ms = ms.trim().parse().map_err(|_| anyhow::anyhow!("{{Wait MS}} takes milliseconds, not {ms:?}"))?;
+                out.extend(keys.drain(..).map(KeyStep::Key));
+                out.push(KeyStep::Wait(ms));
+                continue;
+            }
+            let out = &mut keys;
             let parts: Vec<&str> = name.split('+').collect();
             let (last, mods) = parts.split_last().expect("split yields one part at least");
             let key = named(last)
@@ -93,21 +121,23 @@ pub fn parse_keys(text: &str) -> anyhow::Result<Vec<KeyEvent>> {
             for m in &mods {
                 out.push(KeyEvent { scancode: m.0, extended: m.1, down: true });
             }
-            tap(&mut out, key);
+            tap(out, key);
             for m in mods.iter().rev() {
                 out.push(KeyEvent { scancode: m.0, extended: m.1, down: false });
             }
         } else {
+            let out = &mut keys;
             let (code, shift) = ascii(c).ok_or_else(|| anyhow::anyhow!("cannot type {c:?}: use ASCII or {{Name}}"))?;
             if shift {
                 out.push(KeyEvent { scancode: SHIFT, extended: false, down: true });
             }
-            tap(&mut out, (code, false));
+            tap(out, (code, false));
             if shift {
                 out.push(KeyEvent { scancode: SHIFT, extended: false, down: false });
             }
         }
     }
+    out.extend(keys.into_iter().map(KeyStep::Key));
     Ok(out)
 }
 
@@ -131,5 +161,16 @@ mod tests {
         assert_eq!(all.last(), Some(&KeyEvent { scancode: 0x1d, extended: false, down: false }));
         assert!(parse_keys("{Nope}").is_err());
         assert!(parse_keys("é").is_err());
+    }
+
+    #[test]
+    fn pauses_between_keys() {
+        let steps = parse_script("a{Wait 1500}b").unwrap();
+        let a = KeyEvent { scancode: 0x1e, extended: false, down: true };
+        assert_eq!(steps.len(), 5);
+        assert_eq!(steps[0], KeyStep::Key(a));
+        assert_eq!(steps[2], KeyStep::Wait(1500));
+        assert!(parse_script("{Wait soon}").is_err());
+        assert!(parse_keys("a{Wait 10}").is_err(), "only the probe pauses");
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 
 pub use framebuffer::Framebuffer;
-pub use keys::{parse_keys, KeyEvent};
+pub use keys::{parse_keys, parse_script, KeyEvent, KeyStep};
 
 /// A password held in memory that is wiped when dropped.
 pub type Password = zeroize::Zeroizing<String>;
@@ -188,8 +188,8 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
     report.signed_in = true;
     let mut ws = client.open_socket().await?;
 
-    let mut keys: std::collections::VecDeque<KeyEvent> =
-        opts.type_text.as_deref().map(parse_keys).transpose()?.unwrap_or_default().into();
+    let mut keys: std::collections::VecDeque<KeyStep> =
+        opts.type_text.as_deref().map(parse_script).transpose()?.unwrap_or_default().into();
     let mut acks = rebond_wire::FrameAcks::default();
     let mut first_frame: Option<Instant> = None;
     let mut bytes_after_first = 0u64;
@@ -271,7 +271,13 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                 }
             }
             _ = key_timer.tick(), if first_frame.is_some() && !keys.is_empty() => {
-                let k = keys.pop_front().expect("not empty");
+                let k = match keys.pop_front().expect("not empty") {
+                    KeyStep::Key(k) => k,
+                    KeyStep::Wait(ms) => {
+                        key_timer.reset_after(Duration::from_millis(ms));
+                        continue;
+                    }
+                };
                 let _ = ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down }.encode().into())).await;
                 report.keys_sent += 1;
                 if k.down {

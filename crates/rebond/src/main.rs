@@ -239,7 +239,8 @@ struct ProbeArgs {
     /// Trust this CA certificate (PEM) for the gateway.
     #[arg(long)]
     ca: Option<PathBuf>,
-    /// Keys to type after the first frame; {Enter}, {Tab}, {Ctrl+c}… for special keys.
+    /// Keys to type after the first frame; {Enter}, {Tab}, {Ctrl+c}… for special keys,
+    /// {Wait 2000} for a pause (milliseconds).
     #[arg(long = "type")]
     type_text: Option<String>,
     /// Seconds to stay after the first frame.

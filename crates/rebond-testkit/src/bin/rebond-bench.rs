@@ -18,8 +18,13 @@
 //!
 //! Medians over the concurrent sessions of a run, then over `--runs` runs (each with a
 //! fresh gateway and workstations); the machine is shared and noisy, so compare medians
-//! taken on the same machine. CPU of a worker is averaged over its whole life
-//! (connection included); the gateway's over the probes' run.
+//! taken on the same machine. CPU is read to the nanosecond every 200 ms; the figures
+//! are the steady ones, from 1 s after the last session's first frame to the end of the
+//! run (sign-in and connection count apart, as each session's start cost).
+//!
+//! Workloads: idle, typing (150 words a minute without a pause: a stress bound), office
+//! (an editor, 60 words a minute in sentences with pauses to read and a page down now
+//! and then: run it 30 s or more), terminal, scrolling, dragging, animation, photo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,11 +43,30 @@ enum Workload {
     Dragging,
     Animation,
     Photo,
+    Office,
 }
 
-const ALL: [Workload; 7] =
-    [Workload::Idle, Workload::Typing, Workload::Terminal, Workload::Scrolling, Workload::Dragging, Workload::Animation, Workload::Photo];
+const ALL: [Workload; 8] = [
+    Workload::Idle,
+    Workload::Typing,
+    Workload::Office,
+    Workload::Terminal,
+    Workload::Scrolling,
+    Workload::Dragging,
+    Workload::Animation,
+    Workload::Photo,
+];
 const TYPED: &str = "the quick brown fox jumps over the lazy dog ";
+/// What the office worker writes, a sentence at a time.
+const SENTENCES: [&str; 4] = [
+    "Thank you for your order of March 12.",
+    "The invoice is attached to this letter.",
+    "Please call me if anything is missing.",
+    "We will deliver on Monday before noon.",
+];
+/// Milliseconds between key events when typing at 60 words a minute (5 characters a
+/// second, each a press and a release): a fast office typist; the average is nearer 40.
+const OFFICE_KEY_INTERVAL_MS: u64 = 100;
 /// The long document the scrolling workload pages through (a short path: the probe
 /// types it). Every run writes the same text, readable by every workstation account.
 const DOCUMENT: &str = "/tmp/rebond-document.txt";
@@ -63,6 +87,7 @@ impl Workload {
             Self::Dragging => "dragging",
             Self::Animation => "animation",
             Self::Photo => "photo",
+            Self::Office => "office",
         }
     }
 
@@ -77,7 +102,27 @@ impl Workload {
             Self::Terminal => Some("while true; do ls -lR /usr; done{Enter}".into()),
             // A short command, so that the run pages rather than types.
             Self::Scrolling => Some(format!("less {DOCUMENT}{{Enter}}{}", "{PageDown}".repeat(seconds as usize * 10))),
+            // Office work in an editor: a sentence (about 8 s at 60 words a minute), a
+            // pause to read it (3 s), and every other sentence a page down and a look at
+            // it (2 s); a cycle of 11 to 13 s, on and on.
+            Self::Office => Some(
+                (0..seconds as usize / 10 + 2)
+                    .map(|i| {
+                        let scroll = if i % 2 == 1 { "{PageDown}{Wait 2000}" } else { "" };
+                        format!("{}{{Enter}}{{Wait 3000}}{scroll}", SENTENCES[i % SENTENCES.len()])
+                    })
+                    .collect(),
+            ),
             _ => None,
+        }
+    }
+
+    /// Milliseconds between the key events the probe types.
+    fn key_interval_ms(self) -> u64 {
+        if self == Self::Office {
+            OFFICE_KEY_INTERVAL_MS
+        } else {
+            40
         }
     }
 
@@ -106,6 +151,20 @@ impl Workload {
             )),
             // A photograph, still.
             Self::Photo => Some(show(SCENE_TITLE, &media.photo)),
+            // An editor filling the screen, in insert mode at the top of a long document
+            // (a copy: the original is read-only for the workstation's accounts). `vi` as
+            // Debian ships it (vim-tiny): no ruler, no mode line. With vim's ruler the
+            // shadow server, which sends one box around all it saw change, sends the
+            // screen from the cursor's line down to the ruler on every key (worker CPU
+            // 2.6 % instead of 0.5 %; xrdp, which sends each region, 0.6 %).
+            Self::Office => Some(format!(
+                "xterm {} -e sh -c 'f=$(mktemp) && cp {DOCUMENT} \"$f\" && exec vi -n -c \"set noruler noshowmode\" -c startinsert \"$f\"' &",
+                rebond_testkit::workstation::terminal_args(1280, 800)
+                    .iter()
+                    .map(|a| if a == TERMINAL_TITLE { SCENE_TITLE.to_owned() } else { format!("'{a}'") })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )),
             _ => None,
         }
     }
@@ -367,7 +426,8 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
         let shot = scratch.join(format!("probe-{i}.png"));
         let mut cmd = Command::new(exe);
         cmd.args(["probe", "--url", &gw.url(), "--user", &desk.user, "--password-stdin", "--insecure", "--json"])
-            .args(["--duration", &(seconds + workload.still_seconds()).to_string(), "--key-interval-ms", "40", "--screenshot"])
+            .args(["--duration", &(seconds + workload.still_seconds()).to_string()])
+            .args(["--key-interval-ms", &workload.key_interval_ms().to_string(), "--screenshot"])
             .arg(&shot)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
