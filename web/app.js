@@ -4,7 +4,7 @@
 
 import { Sound } from './sound.js';
 
-const SUBPROTOCOL = 'rebond.v2';
+const SUBPROTOCOL = 'rebond.v3';
 const $ = (id) => document.getElementById(id);
 
 // PC/AT set-1 scancodes by physical key (KeyboardEvent.code): the workstation's
@@ -39,7 +39,7 @@ const T = { // uplink message types
 const D = { // downlink message types
   HELLO: 0x01, STATUS: 0x02, SIZE: 0x03, TILE: 0x04, FRAME_END: 0x05, POINTER: 0x06,
   POINTER_HIDDEN: 0x07, POINTER_DEFAULT: 0x08, ERROR: 0x09, NOTICE: 0x0a, SOCKET_KEY: 0x0b,
-  SOUND_SETTINGS: 0x0c, SPEAKER: 0x0d, MOVES: 0x0e,
+  SOUND_SETTINGS: 0x0c, SPEAKER: 0x0d, MOVES: 0x0e, CACHE_DRAWS: 0x0f, CACHE_STORES: 0x10,
 };
 const CODEC_MIME = { 1: 'image/png', 2: 'image/jpeg' };
 
@@ -67,7 +67,7 @@ let sound = null;
 const canvas = $('screen');
 const ctx = canvas.getContext('2d', { alpha: false });
 // What the page has drawn, for support and tests.
-window.rebondStats = { moves: 0 };
+window.rebondStats = { moves: 0, fromCache: 0 };
 // Where moved pixels wait while their destinations are drawn.
 const moveSource = document.createElement('canvas');
 const moveCtx = moveSource.getContext('2d', { alpha: false });
@@ -86,6 +86,62 @@ function drawMoves(moves) {
   moveCtx.drawImage(canvas, left, top, right - left, bottom - top, 0, 0, right - left, bottom - top);
   for (const [sx, sy, x, y, w, h] of moves) ctx.drawImage(moveSource, sx - left, sy - top, w, h, x, y, w, h);
   window.rebondStats.moves += moves.length;
+}
+
+// The tile cache (docs/protocol.md): tiles the worker told the page to keep, drawn again
+// when they come back. 1024 slots of at most 64×64 pixels, in a 2048×2048 canvas; the
+// worker draws a slot only at the size it was kept.
+const TILE = 64, SLOTS = 1024, SLOTS_PER_ROW = 32;
+const kept = document.createElement('canvas');
+const keptCtx = kept.getContext('2d', { alpha: false });
+
+// The tiles of a rectangle [slot, x, y, width, height]: 64×64 from its top left corner
+// (the last column and row may be smaller), row by row, in consecutive slots.
+function cacheTiles([first, x0, y0, width, height]) {
+  const tiles = [];
+  let slot = first;
+  for (let y = y0; y < y0 + height; y += TILE) {
+    for (let x = x0; x < x0 + width; x += TILE) {
+      tiles.push([slot, x, y, Math.min(TILE, x0 + width - x), Math.min(TILE, y0 + height - y)]);
+      slot = (slot + 1) % SLOTS;
+    }
+  }
+  return tiles;
+}
+
+function slotX(slot) { return (slot % SLOTS_PER_ROW) * TILE; }
+function slotY(slot) { return Math.floor(slot / SLOTS_PER_ROW) * TILE; }
+
+function keepTiles(rects) {
+  if (kept.width !== TILE * SLOTS_PER_ROW) {
+    kept.width = TILE * SLOTS_PER_ROW;
+    kept.height = TILE * (SLOTS / SLOTS_PER_ROW);
+  }
+  for (const rect of rects) {
+    for (const [slot, x, y, w, h] of cacheTiles(rect)) {
+      keptCtx.drawImage(canvas, x, y, w, h, slotX(slot), slotY(slot), w, h);
+    }
+  }
+}
+
+function drawKept(rects) {
+  for (const rect of rects) {
+    for (const [slot, x, y, w, h] of cacheTiles(rect)) {
+      ctx.drawImage(kept, slotX(slot), slotY(slot), w, h, x, y, w, h);
+      window.rebondStats.fromCache += 1;
+    }
+  }
+}
+
+// Fixed-size entries of u16 fields after the type byte.
+function entries(view, fields) {
+  const out = [];
+  for (let o = 1; o + 2 * fields <= view.byteLength; o += 2 * fields) {
+    const e = [];
+    for (let k = 0; k < fields; k++) e.push(view.getUint16(o + 2 * k, true));
+    out.push(e);
+  }
+  return out;
 }
 
 function t(key) { return (texts[lang] && texts[lang][key]) || (texts.en && texts.en[key]) || key; }
@@ -331,11 +387,18 @@ function onMessage(ev) {
       break;
     }
     case D.MOVES: {
-      const moves = [];
-      for (let o = 1; o + 12 <= data.length; o += 12) {
-        moves.push([0, 2, 4, 6, 8, 10].map((k) => view.getUint16(o + k, true)));
-      }
+      const moves = entries(view, 6);
       drawing = drawing.then(() => drawMoves(moves));
+      break;
+    }
+    case D.CACHE_DRAWS: {
+      const rects = entries(view, 5);
+      drawing = drawing.then(() => drawKept(rects));
+      break;
+    }
+    case D.CACHE_STORES: {
+      const rects = entries(view, 5);
+      drawing = drawing.then(() => keepTiles(rects));
       break;
     }
     case D.FRAME_END: {

@@ -1,8 +1,9 @@
 //! The worker's glue on the workstation side: damage rectangles and desktop sizes come
 //! from the workstation, pixels from its bitmap updates. Whatever they are, the encoder
 //! never panics, every move and region lies inside the desktop, every region decodes to
-//! its declared size, in lossless mode the browser's picture (moves and images applied)
-//! is always the encoder's, and a full refresh reproduces the desktop exactly.
+//! its declared size, in lossless mode the browser's picture (tiles kept as told, then
+//! moves, kept tiles and images applied) is always the encoder's, and a full refresh
+//! reproduces the desktop exactly.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -49,6 +50,40 @@ fn apply_moves(canvas: &mut [u8], stride: u16, moves: &[rebond_wire::Move], w: u
     }
 }
 
+/// The page's tile cache: per slot, width, height and RGBA.
+type Kept = Vec<Option<(u16, u16, Vec<u8>)>>;
+
+fn draw_kept(canvas: &mut [u8], stride: u16, kept: &Kept, rects: &[rebond_wire::CacheRect], w: u16, h: u16) {
+    for c in rects {
+        assert!(u32::from(c.x) + u32::from(c.width) <= u32::from(w) && u32::from(c.y) + u32::from(c.height) <= u32::from(h));
+        for t in c.tiles() {
+            let (tw, th, px) = kept[usize::from(t.slot)].as_ref().expect("a draw names a kept slot");
+            assert_eq!((*tw, *th), (t.width, t.height), "a slot is drawn at the size it was kept");
+            let n = usize::from(*tw) * 4;
+            for row in 0..usize::from(*th) {
+                let at = ((usize::from(t.y) + row) * usize::from(stride) + usize::from(t.x)) * 4;
+                canvas[at..at + n].copy_from_slice(&px[row * n..(row + 1) * n]);
+            }
+        }
+    }
+}
+
+fn keep(canvas: &[u8], stride: u16, kept: &mut Kept, rects: &[rebond_wire::CacheRect], w: u16, h: u16) {
+    for k in rects {
+        assert!(u32::from(k.x) + u32::from(k.width) <= u32::from(w) && u32::from(k.y) + u32::from(k.height) <= u32::from(h));
+        for t in k.tiles() {
+            let n = usize::from(t.width) * 4;
+            let px = (0..usize::from(t.height))
+                .flat_map(|row| {
+                    let at = ((usize::from(t.y) + row) * usize::from(stride) + usize::from(t.x)) * 4;
+                    canvas[at..at + n].to_vec()
+                })
+                .collect();
+            kept[usize::from(t.slot)] = Some((t.width, t.height, px));
+        }
+    }
+}
+
 fn same_rgb(a: &[u8], b: &[u8]) -> bool {
     a.chunks(4).zip(b.chunks(4)).all(|(a, b)| a[..3] == b[..3])
 }
@@ -63,6 +98,9 @@ fuzz_target!(|data: &[u8]| {
     let mut enc = Encoder::new(w, h, EncoderSettings { lossless_only: lossless, ..EncoderSettings::default() });
     let mut frame = vec![0u8; usize::from(w) * usize::from(h) * 4];
     let mut canvas = frame.clone();
+    let mut kept: Kept = vec![None; usize::from(rebond_wire::TILE_CACHE_SLOTS)];
+    // The worker's clock: each encode moves it on by up to two seconds.
+    let mut now = 0u64;
     for op in data[3..].chunks(9) {
         if op.len() < 9 {
             break;
@@ -88,8 +126,11 @@ fuzz_target!(|data: &[u8]| {
                 if op[0] % 5 == 4 {
                     enc.invalidate();
                 }
-                let encoded = enc.encode(&frame);
+                now += u64::from(op[1]) * 8;
+                let encoded = enc.encode(&frame, now);
+                keep(&canvas, w, &mut kept, &encoded.cache_stores, w, h);
                 apply_moves(&mut canvas, w, &encoded.moves, w, h);
+                draw_kept(&mut canvas, w, &kept, &encoded.cache_draws, w, h);
                 for r in &encoded.regions {
                     assert!(r.width > 0 && r.height > 0);
                     assert!(u32::from(r.x) + u32::from(r.width) <= u32::from(w));

@@ -7,17 +7,24 @@
 //! Lossless PNG (palette-indexed) for text and user interface, where few colours
 //! appear; JPEG only for regions rich in colour (photographs, video), where it pays.
 //!
+//! Tiles that come back (a window brought to the front again) are drawn from the
+//! page's tile cache ([`cache`]) instead of being sent again.
+//!
 //! INVARIANT: after `encode`, the encoder's shadow copy equals the framebuffer on
-//! every tile it sent or moved, and the browser's picture equals the shadow exactly
-//! on every tile not marked lossy (sent as PNG, or moved from such tiles only).
+//! every tile it sent, moved or drew from the cache, and the browser's picture equals
+//! the shadow exactly on every tile not marked lossy (sent as PNG, moved from such
+//! tiles only, or drawn from the cache, which holds exact tiles only), unless two
+//! different tiles' 128-bit seeded hashes are equal.
 
-use rebond_wire::{ImageCodec, Move};
+use rebond_wire::{CacheRect, ImageCodec, Move, TILE_CACHE_SLOTS};
 
+mod cache;
 mod moves;
 pub mod pacing;
 
-/// Side of a damage tile, in pixels.
+/// Side of a damage tile, in pixels (the page's cache keeps tiles of this side).
 pub const TILE: u16 = 64;
+const _: () = assert!(TILE == rebond_wire::CACHED_TILE_SIDE);
 /// Above this many distinct colours a tile counts as photographic.
 pub const PALETTE_LIMIT: usize = 256;
 
@@ -41,11 +48,15 @@ pub struct EncoderSettings {
     pub lossless_only: bool,
     /// Send scrolls and moved windows as moves of what the browser has.
     pub detect_moves: bool,
+    /// Let the page keep tiles and draw them again when they come back (see `cache`).
+    pub tile_cache: bool,
+    /// Seeds the tile cache's hash; the caller draws it at random for each session.
+    pub cache_seed: u64,
 }
 
 impl Default for EncoderSettings {
     fn default() -> Self {
-        Self { jpeg_quality: 80, lossless_only: false, detect_moves: true }
+        Self { jpeg_quality: 80, lossless_only: false, detect_moves: true, tile_cache: true, cache_seed: 0 }
     }
 }
 
@@ -63,20 +74,32 @@ pub struct Encoder {
     /// Tiles the browser holds only approximately (sent lossy, or moved from such a tile).
     lossy: Vec<bool>,
     moves: moves::Detector,
+    cache: cache::TileCache,
+    /// When each tile's pixels last changed (the caller's clock, milliseconds).
+    since_ms: Vec<u64>,
     settings: EncoderSettings,
 }
 
-/// What one call to [`Encoder::encode`] sends: the moves first, then the images.
+/// A tile that stayed this long on screen is kept in the page's cache when something
+/// covers it: a person looked at it, it may come back.
+pub const KEEP_AFTER_MS: u64 = 500;
+
+/// What one call to [`Encoder::encode`] sends, in this order: what the page keeps in
+/// its cache of the picture it has, the moves, the tiles drawn from the cache, the images.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
+    /// Kept by the page before it draws the frame (see [`rebond_wire::Downlink::CacheStores`]).
+    pub cache_stores: Vec<CacheRect>,
     /// Drawn from the picture as it stood before this frame (see [`rebond_wire::Move`]).
     pub moves: Vec<Move>,
+    /// Drawn from the page's cache (see [`rebond_wire::Downlink::CacheDraws`]).
+    pub cache_draws: Vec<CacheRect>,
     pub regions: Vec<EncodedRegion>,
 }
 
 impl EncodedFrame {
     pub fn is_empty(&self) -> bool {
-        self.moves.is_empty() && self.regions.is_empty()
+        self.moves.is_empty() && self.cache_draws.is_empty() && self.regions.is_empty()
     }
 }
 
@@ -102,6 +125,8 @@ impl Encoder {
             forced: Vec::new(),
             lossy: Vec::new(),
             moves: moves::Detector::new(),
+            cache: cache::TileCache::new(settings.cache_seed),
+            since_ms: Vec::new(),
             settings,
         };
         e.resize(width, height);
@@ -127,12 +152,16 @@ impl Encoder {
         self.dirty = vec![true; tiles];
         self.forced = vec![true; tiles];
         self.lossy = vec![false; tiles];
+        self.since_ms = vec![0; tiles];
+        self.cache.clear();
     }
 
-    /// The browser lost its picture (a new page, a reconnect): send everything.
+    /// The browser lost its picture (a new page, a reconnect): send everything; what
+    /// the page kept is not counted on either.
     pub fn invalidate(&mut self) {
         self.dirty.fill(true);
         self.forced.fill(true);
+        self.cache.clear();
     }
 
     /// Marks a rectangle (exclusive right/bottom) as possibly changed.
@@ -163,7 +192,9 @@ impl Encoder {
     /// move where the browser already has its pixels elsewhere, as an image otherwise.
     ///
     /// `frame` is the whole desktop, RGBA, `width * height * 4` bytes.
-    pub fn encode(&mut self, frame: &[u8]) -> EncodedFrame {
+    /// `now_ms` is the caller's clock (milliseconds, never going back): it tells which
+    /// tiles stayed on screen long enough to be worth keeping in the page's cache.
+    pub fn encode(&mut self, frame: &[u8], now_ms: u64) -> EncodedFrame {
         assert_eq!(frame.len(), self.shadow.len(), "frame does not match the desktop size");
         // Per changed tile, the box of its pixels that differ from what the browser has
         // (the whole tile when the browser has lost it): images cover only these, so a
@@ -186,11 +217,34 @@ impl Encoder {
         } else {
             vec![None; changed.len()]
         };
-        // Lossiness follows the pixels: a tile moved from an approximate one is approximate.
+        // What the page keeps before this frame covers it, then the tiles whose new
+        // pixels the page holds in its cache (after those stores, as the page does them;
+        // moves go first: they cost less).
+        let cache_stores = if self.settings.tile_cache && !forced_any { self.keep_covered(&changed, now_ms) } else { Vec::new() };
+        let mut cached: Vec<Option<u16>> = vec![None; changed.len()];
+        for idx in 0..changed.len() {
+            if self.settings.tile_cache && changed[idx] && vectors[idx].is_none() {
+                let hash = self.tile_hash(frame, idx);
+                // The slot after the left neighbour's first, if it holds these pixels too:
+                // a window comes back in the order it was kept, one rectangle, even where
+                // it has many tiles alike (a blank margin).
+                let left = (idx % usize::from(self.cols) > 0).then(|| cached[idx - 1]).flatten();
+                let next = left.map(|s| (s + 1) % TILE_CACHE_SLOTS).filter(|s| self.cache.holds(*s, hash));
+                cached[idx] = next.or_else(|| self.cache.find(hash));
+            }
+        }
+        for (idx, since) in self.since_ms.iter_mut().enumerate() {
+            if changed[idx] {
+                *since = now_ms;
+            }
+        }
+        // Lossiness follows the pixels: a tile moved from an approximate one is
+        // approximate; the cache holds exact tiles only.
         let lossy_after: Vec<bool> = (0..changed.len())
-            .map(|idx| match vectors[idx] {
-                Some(v) => self.source_is_lossy(idx, v),
-                None => self.lossy[idx],
+            .map(|idx| match (vectors[idx], cached[idx]) {
+                (Some(v), _) => self.source_is_lossy(idx, v),
+                (None, Some(_)) => false,
+                (None, None) => self.lossy[idx],
             })
             .collect();
         self.lossy = lossy_after;
@@ -205,17 +259,52 @@ impl Encoder {
                 Move { src_x: (i32::from(x) + v.0) as u16, src_y: (i32::from(y) + v.1) as u16, x, y, width, height }
             })
             .collect();
+        let cache_draws = self.merge_draws(&cached);
         let classes: Vec<Option<Class>> = (0..changed.len())
             .map(|idx| {
                 let (col, row) = (idx as u16 % self.cols, idx as u16 / self.cols);
-                (changed[idx] && vectors[idx].is_none()).then(|| self.classify(frame, col, row))
+                (changed[idx] && vectors[idx].is_none() && cached[idx].is_none()).then(|| self.classify(frame, col, row))
             })
             .collect();
         let mut regions = Vec::new();
         for (r, class) in self.merge_tiles(|idx| classes[idx]) {
             self.encode_rect(frame, r, class, &boxes, &mut regions);
         }
-        EncodedFrame { moves, regions }
+        EncodedFrame { cache_stores, moves, cache_draws, regions }
+    }
+
+    /// The hash of tile `idx`'s pixels in `pixels` (the frame, or the shadow).
+    fn tile_hash(&self, pixels: &[u8], idx: usize) -> cache::TileHash {
+        let (_, _, w, h) = self.tile_rect(idx as u16 % self.cols, idx as u16 / self.cols);
+        self.cache.hash(w as u16, h as u16, self.tile_spans(idx).map(|span| &pixels[span]))
+    }
+
+    /// What the page keeps before this frame covers it: the tiles about to change that
+    /// it holds exactly and that stayed on screen for [`KEEP_AFTER_MS`] (a window about
+    /// to be covered, not a flood or a scroll) and are not kept already, as rectangles
+    /// whose tiles go, row by row, to consecutive slots (tiles alike each get their own,
+    /// so that the window comes back as the same rectangles).
+    fn keep_covered(&mut self, changed: &[bool], now_ms: u64) -> Vec<CacheRect> {
+        let hashes: Vec<Option<cache::TileHash>> = (0..changed.len())
+            .map(|idx| {
+                let worth = changed[idx] && !self.lossy[idx] && now_ms.saturating_sub(self.since_ms[idx]) >= KEEP_AFTER_MS;
+                worth.then(|| self.tile_hash(&self.shadow, idx)).filter(|h| self.cache.find(*h).is_none())
+            })
+            .collect();
+        let keep: Vec<bool> = hashes.iter().map(Option::is_some).collect();
+        let mut stores = Vec::new();
+        for (r, ()) in self.merge_tiles(|idx| keep[idx].then_some(())) {
+            let (x, y, width, height) = self.pixels_of(r);
+            let store = CacheRect { slot: self.cache.next_slot(), x, y, width, height };
+            // The page puts the tiles in slots in this order (rebond-wire says how).
+            for t in store.tiles() {
+                let idx = usize::from(t.y / TILE) * usize::from(self.cols) + usize::from(t.x / TILE);
+                let slot = self.cache.store(hashes[idx].expect("kept tiles have a hash"));
+                debug_assert_eq!(slot, t.slot);
+            }
+            stores.push(store);
+        }
+        stores
     }
 
     fn tile_rect(&self, col: u16, row: u16) -> (usize, usize, usize, usize) {
@@ -273,10 +362,39 @@ impl Encoder {
         (sy / t..=(sy + h - 1) / t).any(|r| (sx / t..=(sx + w - 1) / t).any(|c| self.lossy[r * usize::from(self.cols) + c]))
     }
 
+    /// The tiles drawn from the cache as few rectangles, each of tiles in consecutive
+    /// slots (row by row, as [`CacheRect::tiles`] reads them): a window kept as one
+    /// rectangle comes back as one.
+    fn merge_draws(&self, cached: &[Option<u16>]) -> Vec<CacheRect> {
+        let after = |slot: u16, n: u16| ((u32::from(slot) + u32::from(n)) % u32::from(TILE_CACHE_SLOTS)) as u16;
+        self.merge(|idx| cached[idx], |run, first, slot| after(first, run.cols) == slot, |above, first, _, next| {
+            after(first, above.rows * above.cols) == next
+        })
+        .into_iter()
+        .map(|(r, slot)| {
+            let (x, y, width, height) = self.pixels_of(r);
+            CacheRect { slot, x, y, width, height }
+        })
+        .collect()
+    }
+
     /// Tiles that share a key, as few rectangles: runs along a row, then runs of rows
     /// with the same span. Rectangles are in tiles; keys compare moved tiles by vector
     /// and images by class.
     fn merge_tiles<K: Copy + Eq>(&self, key: impl Fn(usize) -> Option<K>) -> Vec<(TileRect, K)> {
+        self.merge(key, |_, run_key, k| run_key == k, |_, above_key, _, k| above_key == k)
+    }
+
+    /// Tiles with a key, as few rectangles: runs along a row (a tile joins the run to
+    /// its left when `along(run, run's key, its key)`), then runs of rows with the same
+    /// span (a run joins the rectangle above when `below(above, its key, run, run's key)`).
+    /// A rectangle keeps the key of its first tile.
+    fn merge<K: Copy>(
+        &self,
+        key: impl Fn(usize) -> Option<K>,
+        along: impl Fn(&TileRect, K, K) -> bool,
+        below: impl Fn(&TileRect, K, &TileRect, K) -> bool,
+    ) -> Vec<(TileRect, K)> {
         let mut done: Vec<(TileRect, K)> = Vec::new();
         let mut open: Vec<(TileRect, K)> = Vec::new();
         for row in 0..self.rows {
@@ -284,13 +402,14 @@ impl Encoder {
             for col in 0..self.cols {
                 let Some(k) = key(usize::from(row) * usize::from(self.cols) + usize::from(col)) else { continue };
                 match this_row.last_mut() {
-                    Some((r, rk)) if *rk == k && r.col + r.cols == col => r.cols += 1,
+                    Some((r, rk)) if r.col + r.cols == col && along(r, *rk, k) => r.cols += 1,
                     _ => this_row.push((TileRect { col, row, cols: 1, rows: 1 }, k)),
                 }
             }
             let mut next_open = Vec::new();
             for (r, k) in this_row {
-                match open.iter().position(|(o, ok)| *ok == k && o.col == r.col && o.cols == r.cols && o.row + o.rows == r.row) {
+                let joins = |(o, ok): &(TileRect, K)| o.col == r.col && o.cols == r.cols && o.row + o.rows == r.row && below(o, *ok, &r, k);
+                match open.iter().position(joins) {
                     Some(i) => {
                         let (mut o, ok) = open.swap_remove(i);
                         o.rows += 1;

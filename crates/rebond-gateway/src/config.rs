@@ -46,6 +46,10 @@ pub struct Config {
     /// (false: as images, as before; for comparing, or to rule it out).
     #[serde(default = "yes")]
     pub detect_moves: bool,
+    /// Let the page keep tiles it was sent (up to 1024, 16 MiB in the page) and draw
+    /// them again when they come back, as when switching windows (false: send them again).
+    #[serde(default = "yes")]
+    pub tile_cache: bool,
     /// PostgreSQL shared by the nodes of a cluster (`postgres://user:password@host/db`);
     /// without it, the records stay in SQLite in `data_dir` (one node).
     #[serde(default)]

@@ -5,12 +5,14 @@ use std::path::Path;
 use anyhow::Context as _;
 use rebond_wire::ImageCodec;
 
-/// RGBA pixels of the desktop as the browser would show them.
+/// RGBA pixels of the desktop as the browser would show them, and the tiles the page
+/// keeps (its tile cache, by slot: width, height, RGBA).
 #[derive(Default)]
 pub struct Framebuffer {
     pub width: u16,
     pub height: u16,
     pub rgba: Vec<u8>,
+    kept: Vec<Option<(u16, u16, Vec<u8>)>>,
 }
 
 impl Framebuffer {
@@ -60,6 +62,50 @@ impl Framebuffer {
             }
         }
         Ok(())
+    }
+
+    /// Draws kept tiles again (`Downlink::CacheDraws`).
+    pub fn draw_kept(&mut self, rects: &[rebond_wire::CacheRect]) -> anyhow::Result<()> {
+        let stride = usize::from(self.width) * 4;
+        for c in rects {
+            anyhow::ensure!(self.fits(c), "cache draw outside the desktop");
+            for t in c.tiles() {
+                let Some(Some((w, h, px))) = self.kept.get(usize::from(t.slot)) else {
+                    anyhow::bail!("a cache draw names slot {}, which holds nothing", t.slot);
+                };
+                anyhow::ensure!((*w, *h) == (t.width, t.height), "slot {} holds a tile of another size", t.slot);
+                let n = usize::from(t.width) * 4;
+                for row in 0..usize::from(t.height) {
+                    let at = (usize::from(t.y) + row) * stride + usize::from(t.x) * 4;
+                    self.rgba[at..at + n].copy_from_slice(&px[row * n..(row + 1) * n]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps tiles of the picture (`Downlink::CacheStores`).
+    pub fn keep(&mut self, rects: &[rebond_wire::CacheRect]) -> anyhow::Result<()> {
+        self.kept.resize(usize::from(rebond_wire::TILE_CACHE_SLOTS), None);
+        let stride = usize::from(self.width) * 4;
+        for c in rects {
+            anyhow::ensure!(self.fits(c), "cache store outside the desktop");
+            for t in c.tiles() {
+                let n = usize::from(t.width) * 4;
+                let px = (0..usize::from(t.height))
+                    .flat_map(|row| {
+                        let at = (usize::from(t.y) + row) * stride + usize::from(t.x) * 4;
+                        self.rgba[at..at + n].iter().copied()
+                    })
+                    .collect();
+                self.kept[usize::from(t.slot)] = Some((t.width, t.height, px));
+            }
+        }
+        Ok(())
+    }
+
+    fn fits(&self, c: &rebond_wire::CacheRect) -> bool {
+        u32::from(c.x) + u32::from(c.width) <= u32::from(self.width) && u32::from(c.y) + u32::from(c.height) <= u32::from(self.height)
     }
 
     pub fn save_png(&self, path: &Path) -> anyhow::Result<()> {

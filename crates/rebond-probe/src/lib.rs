@@ -58,6 +58,8 @@ pub struct ProbeReport {
     pub tiles_jpeg: u64,
     /// Moved rectangles received (scrolls, dragged windows).
     pub moves: u64,
+    /// Tiles drawn from the page's cache (content that came back).
+    pub tiles_from_cache: u64,
     pub keys_sent: u64,
     /// Pointer shapes received (the workstation's cursor, drawn by the browser).
     pub pointer_shapes: u64,
@@ -236,6 +238,11 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                         report.moves += moves.len() as u64;
                         fb.apply_moves(&moves)?;
                     }
+                    Ok(Downlink::CacheDraws { rects }) => {
+                        report.tiles_from_cache += rects.iter().map(|c| c.tiles().count() as u64).sum::<u64>();
+                        fb.draw_kept(&rects)?;
+                    }
+                    Ok(Downlink::CacheStores { rects }) => fb.keep(&rects)?,
                     Ok(Downlink::FrameEnd { seq }) => {
                         report.frames += 1;
                         let now = Instant::now();

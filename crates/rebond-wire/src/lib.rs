@@ -17,9 +17,9 @@ pub use codec::{DecodeError, Reader};
 pub use flow::{FrameAcks, FRAMES_IN_FLIGHT};
 
 /// Protocol version carried in the subprotocol name and in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// WebSocket subprotocol the page must ask for.
-pub const SUBPROTOCOL: &str = "rebond.v2";
+pub const SUBPROTOCOL: &str = "rebond.v3";
 /// Largest uplink message the gateway accepts: input is tiny, a microphone packet is
 /// the only larger one (see [`MAX_MICROPHONE_PACKET`]); anything bigger is abuse.
 pub const MAX_UPLINK_LEN: usize = 1 + MAX_MICROPHONE_PACKET;
@@ -260,6 +260,65 @@ pub enum Downlink {
     /// from where it was. Every source is read from the picture as it stood before this
     /// message, so the moves of one message may overlap. Comes before a frame's tiles.
     Moves { moves: Vec<Move> },
+    /// Tiles the page kept (see [`Downlink::CacheStores`]) drawn again: each
+    /// rectangle's tiles from their slots ([`CacheRect::tiles`]). Comes after a frame's
+    /// moves and before its images.
+    CacheDraws { rects: Vec<CacheRect> },
+    /// The page keeps these rectangles of its picture, as it stands before the frame
+    /// draws over them: each rectangle's tiles go to their slots ([`CacheRect::tiles`]),
+    /// replacing what they held, for [`Downlink::CacheDraws`] to draw again. Comes first
+    /// in a frame.
+    CacheStores { rects: Vec<CacheRect> },
+}
+
+/// Slots in a page's tile cache: four screens of 1280×800 in 64-pixel tiles (16 MiB of
+/// pixels in the page).
+pub const TILE_CACHE_SLOTS: u16 = 1024;
+/// Largest side of a cached tile, in pixels.
+pub const CACHED_TILE_SIDE: u16 = 64;
+
+/// A rectangle of tiles of the page's cache, kept or drawn: its tiles (of
+/// [`CACHED_TILE_SIDE`] from its top left corner; those of the last column and row may
+/// be smaller), row by row, are in consecutive slots from `slot` ([`CacheRect::tiles`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheRect {
+    pub slot: u16,
+    pub x: u16,
+    pub y: u16,
+    pub width: u16,
+    pub height: u16,
+}
+
+/// One tile of a [`CacheRect`]: its slot and where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptTile {
+    pub slot: u16,
+    pub x: u16,
+    pub y: u16,
+    pub width: u16,
+    pub height: u16,
+}
+
+impl CacheRect {
+    /// Bytes of one rectangle on the wire.
+    pub const LEN: usize = 10;
+
+    /// The rectangle's tiles, in order (slots wrap around at [`TILE_CACHE_SLOTS`]).
+    pub fn tiles(&self) -> impl Iterator<Item = KeptTile> + '_ {
+        let side = usize::from(CACHED_TILE_SIDE);
+        let (right, bottom) = (u32::from(self.x) + u32::from(self.width), u32::from(self.y) + u32::from(self.height));
+        (u32::from(self.y)..bottom)
+            .step_by(side)
+            .flat_map(move |y| (u32::from(self.x)..right).step_by(side).map(move |x| (x, y)))
+            .enumerate()
+            .map(move |(i, (x, y))| KeptTile {
+                slot: ((usize::from(self.slot) + i) % usize::from(TILE_CACHE_SLOTS)) as u16,
+                x: x as u16,
+                y: y as u16,
+                width: (right - x).min(u32::from(CACHED_TILE_SIDE)) as u16,
+                height: (bottom - y).min(u32::from(CACHED_TILE_SIDE)) as u16,
+            })
+    }
 }
 
 /// One moved rectangle: the `width` × `height` pixels at (`src_x`, `src_y`) go to (`x`, `y`).
@@ -278,8 +337,41 @@ impl Move {
     pub const LEN: usize = 12;
 }
 
-/// Most moves in one [`Downlink::Moves`]: one per tile of a 4K desktop.
+/// Most entries in one [`Downlink::Moves`], [`Downlink::CacheDraws`] or
+/// [`Downlink::CacheStores`]: one per tile of a 4K desktop.
 pub const MAX_MOVES: usize = 4096;
+
+fn put_cache_rects(out: &mut Vec<u8>, tag: u8, rects: &[CacheRect]) {
+    out.reserve(1 + rects.len() * CacheRect::LEN);
+    out.push(tag);
+    for c in rects {
+        codec::put_u16s(out, &[c.slot, c.x, c.y, c.width, c.height]);
+    }
+}
+
+fn cache_rects(r: &mut Reader<'_>) -> Result<Vec<CacheRect>, DecodeError> {
+    let count = entries(r, CacheRect::LEN, "cache rectangles length")?;
+    let mut rects = Vec::with_capacity(count);
+    for _ in 0..count {
+        let c = CacheRect { slot: r.u16()?, x: r.u16()?, y: r.u16()?, width: r.u16()?, height: r.u16()? };
+        let fits = |at: u16, len: u16| len > 0 && u32::from(at) + u32::from(len) <= u32::from(u16::MAX);
+        if c.slot >= TILE_CACHE_SLOTS || !fits(c.x, c.width) || !fits(c.y, c.height) {
+            return Err(DecodeError::InvalidValue("cache rectangle"));
+        }
+        rects.push(c);
+    }
+    Ok(rects)
+}
+
+/// The number of fixed-size entries that make up the rest of a message: at least one,
+/// at most [`MAX_MOVES`], and nothing left over.
+fn entries(r: &Reader<'_>, len: usize, what: &'static str) -> Result<usize, DecodeError> {
+    let count = r.remaining() / len;
+    if count == 0 || count > MAX_MOVES || !r.remaining().is_multiple_of(len) {
+        return Err(DecodeError::InvalidValue(what));
+    }
+    Ok(count)
+}
 
 /// Length of a [`Downlink::SocketKey`].
 pub const SOCKET_KEY_LEN: usize = 16;
@@ -374,6 +466,8 @@ mod tag {
     pub const SOUND_SETTINGS: u8 = 0x0c;
     pub const SPEAKER: u8 = 0x0d;
     pub const MOVES: u8 = 0x0e;
+    pub const CACHE_DRAWS: u8 = 0x0f;
+    pub const CACHE_STORES: u8 = 0x10;
 
     pub const KEY: u8 = 0x81;
     pub const POINTER_MOVE: u8 = 0x82;
@@ -450,6 +544,8 @@ impl Downlink {
                     codec::put_u16s(out, &[m.src_x, m.src_y, m.x, m.y, m.width, m.height]);
                 }
             }
+            Downlink::CacheDraws { rects } => put_cache_rects(out, tag::CACHE_DRAWS, rects),
+            Downlink::CacheStores { rects } => put_cache_rects(out, tag::CACHE_STORES, rects),
         }
     }
 
@@ -510,10 +606,7 @@ impl Downlink {
                 return Ok(Downlink::Speaker { fresh, packet: r.rest().to_vec() });
             }
             tag::MOVES => {
-                let count = r.remaining() / Move::LEN;
-                if count == 0 || count > MAX_MOVES || !r.remaining().is_multiple_of(Move::LEN) {
-                    return Err(DecodeError::InvalidValue("moves length"));
-                }
+                let count = entries(&r, Move::LEN, "moves length")?;
                 let mut moves = Vec::with_capacity(count);
                 for _ in 0..count {
                     let m = Move { src_x: r.u16()?, src_y: r.u16()?, x: r.u16()?, y: r.u16()?, width: r.u16()?, height: r.u16()? };
@@ -524,6 +617,8 @@ impl Downlink {
                 }
                 Downlink::Moves { moves }
             }
+            tag::CACHE_DRAWS => Downlink::CacheDraws { rects: cache_rects(&mut r)? },
+            tag::CACHE_STORES => Downlink::CacheStores { rects: cache_rects(&mut r)? },
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

@@ -53,6 +53,10 @@ fn downlink_round_trips() {
                 Move { src_x: 100, src_y: 7, x: 116, y: 7, width: 64, height: 32 },
             ],
         },
+        Downlink::CacheDraws {
+            rects: vec![CacheRect { slot: 0, x: 64, y: 0, width: 1216, height: 800 }, CacheRect { slot: TILE_CACHE_SLOTS - 1, x: 0, y: 768, width: 64, height: 32 }],
+        },
+        Downlink::CacheStores { rects: vec![CacheRect { slot: 5, x: 1216, y: 768, width: 64, height: 32 }] },
     ];
     for m in msgs {
         assert_eq!(Downlink::decode(&m.encode()), Ok(m));
@@ -119,4 +123,39 @@ fn moves_are_whole_and_not_empty() {
     let mut empty = one.clone();
     empty[9..11].copy_from_slice(&0u16.to_le_bytes());
     assert_eq!(Downlink::decode(&empty), Err(DecodeError::InvalidValue("empty move")));
+}
+
+#[test]
+fn cache_messages_are_checked() {
+    for tag in [0x0f, 0x10] {
+        let msg = |slot: u16, x: u16, width: u16| {
+            let mut m = vec![tag];
+            for v in [slot, x, 0, width, 64] {
+                m.extend_from_slice(&v.to_le_bytes());
+            }
+            m
+        };
+        assert!(Downlink::decode(&msg(TILE_CACHE_SLOTS - 1, 0, 1280)).is_ok());
+        for (slot, x, width) in [(TILE_CACHE_SLOTS, 0, 64), (0, 0, 0), (0, u16::MAX, 2)] {
+            assert_eq!(Downlink::decode(&msg(slot, x, width)), Err(DecodeError::InvalidValue("cache rectangle")));
+        }
+        assert!(Downlink::decode(&[tag]).is_err(), "no entry");
+        assert!(Downlink::decode(&[tag, 0, 0, 0]).is_err(), "a partial entry");
+    }
+}
+
+#[test]
+fn a_cache_rectangle_is_split_into_tiles_in_consecutive_slots() {
+    let k = CacheRect { slot: TILE_CACHE_SLOTS - 1, x: 1152, y: 768, width: 128, height: 32 };
+    let tiles: Vec<KeptTile> = k.tiles().collect();
+    assert_eq!(
+        tiles,
+        vec![
+            KeptTile { slot: TILE_CACHE_SLOTS - 1, x: 1152, y: 768, width: 64, height: 32 },
+            KeptTile { slot: 0, x: 1216, y: 768, width: 64, height: 32 },
+        ]
+    );
+    let odd = CacheRect { slot: 0, x: 0, y: 0, width: 100, height: 70 };
+    let sizes: Vec<(u16, u16)> = odd.tiles().map(|t| (t.width, t.height)).collect();
+    assert_eq!(sizes, vec![(64, 64), (36, 64), (64, 6), (36, 6)]);
 }

@@ -50,6 +50,9 @@ pub struct StartRequest {
     /// Send scrolls and moved windows as moves (see `rebond-display`).
     #[serde(default = "yes")]
     pub detect_moves: bool,
+    /// Let the page keep tiles and draw them again (see `rebond-display`).
+    #[serde(default = "yes")]
+    pub tile_cache: bool,
     /// Wake-on-LAN for a workstation that may be asleep.
     #[serde(default)]
     pub wake: Option<WakeSpec>,
@@ -102,7 +105,18 @@ pub async fn run(input: impl AsyncRead + Unpin + Send + 'static, output: impl As
         }
         _ => return Err("the gateway did not start the session".into()),
     };
-    let display = EncoderSettings { lossless_only: start.lossless_only, detect_moves: start.detect_moves, ..EncoderSettings::default() };
+    let display = EncoderSettings {
+        lossless_only: start.lossless_only,
+        detect_moves: start.detect_moves,
+        tile_cache: start.tile_cache,
+        // Drawn at random for the session (std's hasher keys come from the system's
+        // random source), so that no one can prepare two tiles with the same hash.
+        cache_seed: {
+            use std::hash::{BuildHasher as _, Hasher as _};
+            std::collections::hash_map::RandomState::new().build_hasher().finish()
+        },
+        ..EncoderSettings::default()
+    };
     let speaker_bitrate = start.speaker_bitrate;
     if let Some(wake) = &start.wake {
         let timeout = Duration::from_millis(start.wake_timeout_ms.clamp(5_000, 900_000));
@@ -581,10 +595,18 @@ impl Worker {
                 self.held_until = Some(self.started + Duration::from_millis(at));
                 return out.w.flush().await.map_err(|_| ());
             }
-            let encoded = self.encoder.encode(self.session.pixels());
+            let encoded = self.encoder.encode(self.session.pixels(), now_ms);
             if !encoded.is_empty() {
                 self.pacer.sent(now_ms);
+                // What the page keeps of its picture before the frame covers it, moves,
+                // tiles drawn from the page's cache, images: the order of `rebond-display`.
+                if !encoded.cache_stores.is_empty() && !out.queue(&Downlink::CacheStores { rects: encoded.cache_stores }).await {
+                    return Err(());
+                }
                 if !encoded.moves.is_empty() && !out.queue(&Downlink::Moves { moves: encoded.moves }).await {
+                    return Err(());
+                }
+                if !encoded.cache_draws.is_empty() && !out.queue(&Downlink::CacheDraws { rects: encoded.cache_draws }).await {
                     return Err(());
                 }
                 for r in encoded.regions {

@@ -24,7 +24,8 @@
 //!
 //! Workloads: idle, typing (150 words a minute without a pause: a stress bound), office
 //! (an editor, 60 words a minute in sentences with pauses to read and a page down now
-//! and then: run it 30 s or more), terminal, scrolling, dragging, animation, photo.
+//! and then: run it 30 s or more), terminal, scrolling, dragging, switching (two
+//! windows taking turns in front every second: the page's tile cache), animation, photo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -44,15 +45,17 @@ enum Workload {
     Animation,
     Photo,
     Office,
+    Switching,
 }
 
-const ALL: [Workload; 8] = [
+const ALL: [Workload; 9] = [
     Workload::Idle,
     Workload::Typing,
     Workload::Office,
     Workload::Terminal,
     Workload::Scrolling,
     Workload::Dragging,
+    Workload::Switching,
     Workload::Animation,
     Workload::Photo,
 ];
@@ -88,6 +91,7 @@ impl Workload {
             Self::Animation => "animation",
             Self::Photo => "photo",
             Self::Office => "office",
+            Self::Switching => "switching",
         }
     }
 
@@ -151,6 +155,24 @@ impl Workload {
             )),
             // A photograph, still.
             Self::Photo => Some(show(SCENE_TITLE, &media.photo)),
+            // Two windows filling the screen take turns in front every second, as when
+            // someone switches between a document and their mail: each raises itself
+            // every 2 s (xterm window operations), the second half a turn later.
+            Self::Switching => Some(
+                [
+                    (SCENE_TITLE, 0, "white", format!("head -n 70 {DOCUMENT}")),
+                    (STILL_TITLE, 1, "'#eef3ff'", "ls -l /usr/share/doc | head -n 70".to_owned()),
+                ]
+                .iter()
+                .map(|(title, delay, background, shown)| {
+                    format!(
+                        "xterm {} -bg {background} -xrm 'XTerm*allowWindowOps: true' -e sh -c \"{shown}; sleep {delay}; while sleep 2; do printf '\\033[5t'; done\" &",
+                        titled_terminal_args(title),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ),
             // An editor filling the screen, in insert mode at the top of a long document
             // (a copy: the original is read-only for the workstation's accounts). `vi` as
             // Debian ships it (vim-tiny): no ruler, no mode line. With vim's ruler the
@@ -159,11 +181,7 @@ impl Workload {
             // 2.6 % instead of 0.5 %; xrdp, which sends each region, 0.6 %).
             Self::Office => Some(format!(
                 "xterm {} -e sh -c 'f=$(mktemp) && cp {DOCUMENT} \"$f\" && exec vi -n -c \"set noruler noshowmode\" -c startinsert \"$f\"' &",
-                rebond_testkit::workstation::terminal_args(1280, 800)
-                    .iter()
-                    .map(|a| if a == TERMINAL_TITLE { SCENE_TITLE.to_owned() } else { format!("'{a}'") })
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                titled_terminal_args(SCENE_TITLE),
             )),
             _ => None,
         }
@@ -184,8 +202,18 @@ impl Workload {
     /// keys outlast the run (a key event every 40 ms; typing the scrolling command alone
     /// takes about 9 s), so the echo of a last key, or a last page, may miss the picture.
     fn compared_at_end(self) -> bool {
-        !matches!(self, Self::Terminal | Self::Dragging)
+        !matches!(self, Self::Terminal | Self::Dragging | Self::Switching)
     }
+}
+
+/// The arguments of a full-screen terminal like the workstation's own, titled `title`,
+/// quoted for a shell.
+fn titled_terminal_args(title: &str) -> String {
+    rebond_testkit::workstation::terminal_args(1280, 800)
+        .iter()
+        .map(|a| if a == TERMINAL_TITLE { title.to_owned() } else { format!("'{a}'") })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Which RDP server the workstations are.
@@ -372,6 +400,8 @@ struct Row {
     direct_key_to_frame_p99_ms: Option<f64>,
     /// Share of the images (a tile or a run of tiles each) sent as JPEG, the rest as PNG.
     jpeg_tiles_percent: Option<f64>,
+    /// Tiles drawn from the page's cache, per second.
+    tiles_from_cache_per_second: f64,
     exact_pixels_percent: Option<f64>,
     /// Mean SSIM of the luma (see `rebond_testkit::ssim`).
     ssim: Option<f64>,
@@ -402,6 +432,7 @@ fn median_of_runs(runs: Vec<Row>) -> Row {
         direct_key_to_frame_median_ms: o(|r| r.direct_key_to_frame_median_ms),
         direct_key_to_frame_p99_ms: o(|r| r.direct_key_to_frame_p99_ms),
         jpeg_tiles_percent: o(|r| r.jpeg_tiles_percent),
+        tiles_from_cache_per_second: m(|r| r.tiles_from_cache_per_second),
         exact_pixels_percent: o(|r| r.exact_pixels_percent),
         ssim: o(|r| r.ssim),
         runs: runs.len(),
@@ -522,6 +553,7 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
         direct_key_to_frame_median_ms: direct_median,
         direct_key_to_frame_p99_ms: direct_p99,
         jpeg_tiles_percent: opt_median(jpeg),
+        tiles_from_cache_per_second: median(field("tiles_from_cache").iter().zip(field("measured_seconds")).map(|(n, s)| n / s.max(0.1)).collect()),
         exact_pixels_percent: exact,
         ssim,
         runs: 1,

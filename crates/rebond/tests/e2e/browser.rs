@@ -1,6 +1,7 @@
 //! The real page in headless Chromium: French sign-in, a refusal in French, then
-//! the desktop on the canvas, keystrokes typed in the page reaching the terminal, and
-//! the terminal's scrolling drawn exactly.
+//! the desktop on the canvas, keystrokes typed in the page reaching the terminal, the
+//! terminal's scrolling drawn exactly, and a window uncovered drawn from the page's
+//! tile cache.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +71,11 @@ async fn page_signs_in_shows_the_desktop_and_types() {
     }
     page.wait_for("window.rebondStats.moves > 0", Duration::from_secs(20)).await.expect("the scroll came as moves");
     tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_canvas_shows_the_workstation(&mut page, &chromium, &ws).await;
+}
+
+/// The page's canvas, pixel for pixel, is the workstation's screen.
+async fn assert_canvas_shows_the_workstation(page: &mut rebond_testkit::browser::Page, chromium: &Chromium, ws: &rebond_testkit::workstation::Shadow) {
     let shot = chromium.profile.join("workstation.png");
     ws.display.screenshot(&shot).unwrap();
     let data_url = page.eval("document.getElementById('screen').toDataURL('image/png')").await.unwrap();
@@ -79,4 +85,35 @@ async fn page_signs_in_shows_the_desktop_and_types() {
     std::fs::write(&canvas_png, base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
     let (_, _, canvas) = rebond_testkit::read_png(&canvas_png).unwrap();
     assert_same_picture(&canvas, &shot, "canvas in Chromium");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_window_closed_over_another_brings_it_back_from_the_page_cache() {
+    let Setup { user, password, ws, gw } = Setup::tls();
+    let chromium = Chromium::start("en-US", 1280, 800).unwrap();
+    let mut page = chromium.page().await.unwrap();
+    open_sign_in(&mut page, &gw).await;
+    submit_sign_in(&mut page, &user, &password).await;
+    wait_for_desktop(&mut page).await;
+
+    // A document in a window; a second window covers it all, then closes.
+    let window = |title: &str, text: &str| {
+        let mut cmd = ws.display.screen().command("xterm");
+        let lines = format!("seq -f '%g: {text}, a line of text as wide as most of the screen, {text}' 1 100; sleep 60");
+        cmd.args(rebond_testkit::workstation::terminal_args(1280, 800)).args(["-T", title, "-e", "sh", "-c", &lines]);
+        let proc = rebond_testkit::Proc::spawn(title, cmd, None).unwrap();
+        ws.display.screen().wait_for(&[title], Duration::from_secs(10)).unwrap();
+        proc
+    };
+    let _document = window("rebond-document", "the document under the other window");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = page.eval("window.rebondStats.fromCache").await.unwrap().as_u64().unwrap();
+    let cover = window("rebond-cover", "the window that covers the document");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(cover);
+    page.wait_for(&format!("window.rebondStats.fromCache > {before} + 100"), Duration::from_secs(20))
+        .await
+        .expect("the document came back from the page's cache");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_canvas_shows_the_workstation(&mut page, &chromium, &ws).await;
 }
