@@ -83,6 +83,8 @@ pub struct Encoder {
 /// A tile that stayed this long on screen is kept in the page's cache when something
 /// covers it: a person looked at it, it may come back.
 pub const KEEP_AFTER_MS: u64 = 500;
+/// A tile is looked up in the page's cache only if it had stayed this long unchanged.
+pub const LOOK_UP_AFTER_MS: u64 = 250;
 
 /// What one call to [`Encoder::encode`] sends, in this order: what the page keeps in
 /// its cache of the picture it has, the moves, the tiles drawn from the cache, the images.
@@ -108,6 +110,9 @@ enum Class {
     Palette,
     Rich,
 }
+
+/// Images are cropped to the changed pixels when at most this many tiles changed.
+const CROP_MAX_TILES: usize = 8;
 
 /// Move detection is tried only when at least this many tiles changed: a keystroke
 /// changes one or two, and searching would cost it CPU for nothing.
@@ -196,20 +201,24 @@ impl Encoder {
     /// tiles stayed on screen long enough to be worth keeping in the page's cache.
     pub fn encode(&mut self, frame: &[u8], now_ms: u64) -> EncodedFrame {
         assert_eq!(frame.len(), self.shadow.len(), "frame does not match the desktop size");
-        // Per changed tile, the box of its pixels that differ from what the browser has
-        // (the whole tile when the browser has lost it): images cover only these, so a
-        // keystroke sends its character, not its 64-pixel tile.
-        let mut boxes: Vec<Option<PixelBox>> = vec![None; self.dirty.len()];
+        let mut changed = vec![false; self.dirty.len()];
         let mut forced_any = false;
-        for (idx, b) in boxes.iter_mut().enumerate() {
+        for (idx, c) in changed.iter_mut().enumerate() {
             if std::mem::take(&mut self.dirty[idx]) {
                 let forced = std::mem::take(&mut self.forced[idx]);
                 forced_any |= forced;
-                *b = if forced { Some(self.tile_box(idx)) } else { self.changed_box(frame, idx) };
+                *c = forced || self.tile_differs(frame, idx);
             }
         }
-        let changed: Vec<bool> = boxes.iter().map(Option::is_some).collect();
         let count = changed.iter().filter(|c| **c).count();
+        // Per changed tile, the box its images cover: for a few tiles (a keystroke), only
+        // the pixels that differ from what the browser has, so a keystroke sends its
+        // character, not its 64-pixel tile; for many (a flood), the whole tiles, which
+        // costs no comparison pixel by pixel and sends hardly more.
+        let crop = !forced_any && count <= CROP_MAX_TILES;
+        let boxes: Vec<Option<PixelBox>> = (0..changed.len())
+            .map(|idx| changed[idx].then(|| if crop { self.changed_box(frame, idx) } else { Some(self.tile_box(idx)) }).flatten())
+            .collect();
         // After a lost picture the browser has nothing to move from.
         let vectors = if self.settings.detect_moves && !forced_any && count >= MIN_TILES_FOR_MOVES {
             let view = moves::View { width: self.width, height: self.height, cols: self.cols, frame, shadow: &self.shadow };
@@ -223,8 +232,12 @@ impl Encoder {
         let cache_stores = if self.settings.tile_cache && !forced_any { self.keep_covered(&changed, now_ms) } else { Vec::new() };
         let mut cached: Vec<Option<u16>> = vec![None; changed.len()];
         for idx in 0..changed.len() {
-            if self.settings.tile_cache && changed[idx] && vectors[idx].is_none() {
-                let hash = self.tile_hash(frame, idx);
+            // A tile that changes all the time (a flood, a video, the one being typed in)
+            // is not a window coming back: it is not looked up, which keeps the cache's
+            // cost out of floods.
+            let still = now_ms.saturating_sub(self.since_ms[idx]) >= LOOK_UP_AFTER_MS;
+            if self.settings.tile_cache && changed[idx] && vectors[idx].is_none() && still {
+                let hash = self.tile_hash(Some(frame), idx);
                 // The slot after the left neighbour's first, if it holds these pixels too:
                 // a window comes back in the order it was kept, one rectangle, even where
                 // it has many tiles alike (a blank margin).
@@ -273,10 +286,15 @@ impl Encoder {
         EncodedFrame { cache_stores, moves, cache_draws, regions }
     }
 
-    /// The hash of tile `idx`'s pixels in `pixels` (the frame, or the shadow).
-    fn tile_hash(&self, pixels: &[u8], idx: usize) -> cache::TileHash {
+    /// The hash of tile `idx`'s pixels in `frame`, or in the shadow copy (what the
+    /// browser has) when `frame` is `None`.
+    fn tile_hash(&mut self, frame: Option<&[u8]>, idx: usize) -> cache::TileHash {
         let (_, _, w, h) = self.tile_rect(idx as u16 % self.cols, idx as u16 / self.cols);
-        self.cache.hash(w as u16, h as u16, self.tile_spans(idx).map(|span| &pixels[span]))
+        let spans = self.tile_spans(idx);
+        match frame {
+            Some(frame) => self.cache.hash(w as u16, h as u16, spans.map(|span| &frame[span])),
+            None => self.cache.hash(w as u16, h as u16, spans.map(|span| &self.shadow[span])),
+        }
     }
 
     /// What the page keeps before this frame covers it: the tiles about to change that
@@ -285,12 +303,13 @@ impl Encoder {
     /// whose tiles go, row by row, to consecutive slots (tiles alike each get their own,
     /// so that the window comes back as the same rectangles).
     fn keep_covered(&mut self, changed: &[bool], now_ms: u64) -> Vec<CacheRect> {
-        let hashes: Vec<Option<cache::TileHash>> = (0..changed.len())
-            .map(|idx| {
-                let worth = changed[idx] && !self.lossy[idx] && now_ms.saturating_sub(self.since_ms[idx]) >= KEEP_AFTER_MS;
-                worth.then(|| self.tile_hash(&self.shadow, idx)).filter(|h| self.cache.find(*h).is_none())
-            })
-            .collect();
+        let mut hashes: Vec<Option<cache::TileHash>> = vec![None; changed.len()];
+        for (idx, hash) in hashes.iter_mut().enumerate() {
+            let worth = changed[idx] && !self.lossy[idx] && now_ms.saturating_sub(self.since_ms[idx]) >= KEEP_AFTER_MS;
+            if worth {
+                *hash = Some(self.tile_hash(None, idx)).filter(|h| self.cache.find(*h).is_none());
+            }
+        }
         let keep: Vec<bool> = hashes.iter().map(Option::is_some).collect();
         let mut stores = Vec::new();
         for (r, ()) in self.merge_tiles(|idx| keep[idx].then_some(())) {
@@ -328,17 +347,23 @@ impl Encoder {
         PixelBox { left: x as u16, top: y as u16, right: (x + w) as u16, bottom: (y + h) as u16 }
     }
 
+    /// Whether the tile's pixels differ from what the browser has.
+    fn tile_differs(&self, frame: &[u8], idx: usize) -> bool {
+        self.tile_spans(idx).any(|span| self.shadow[span.clone()] != frame[span])
+    }
+
     /// The box of tile `idx`'s pixels that differ from what the browser has; `None`
     /// when none do.
     fn changed_box(&self, frame: &[u8], idx: usize) -> Option<PixelBox> {
         let tile = self.tile_box(idx);
         let mut found: Option<PixelBox> = None;
+        let pixel = |p: &[u8]| u32::from_ne_bytes(p.try_into().expect("chunks of four"));
         for (line, span) in (tile.top..).zip(self.tile_spans(idx)) {
             let (old, new) = (&self.shadow[span.clone()], &frame[span]);
             if old == new {
                 continue;
             }
-            let differs = |(a, b): (&[u8], &[u8])| a != b;
+            let differs = |(a, b): (&[u8], &[u8])| pixel(a) != pixel(b);
             let pairs = || old.chunks_exact(4).zip(new.chunks_exact(4));
             let first = pairs().position(differs).expect("the lines differ") as u16;
             let last = (pairs().rev().position(differs).expect("the lines differ")) as u16;
