@@ -111,9 +111,6 @@ enum Class {
     Rich,
 }
 
-/// Images are cropped to the changed pixels when at most this many tiles changed.
-const CROP_MAX_TILES: usize = 8;
-
 /// Move detection is tried only when at least this many tiles changed: a keystroke
 /// changes one or two, and searching would cost it CPU for nothing.
 const MIN_TILES_FOR_MOVES: usize = 3;
@@ -202,22 +199,25 @@ impl Encoder {
     pub fn encode(&mut self, frame: &[u8], now_ms: u64) -> EncodedFrame {
         assert_eq!(frame.len(), self.shadow.len(), "frame does not match the desktop size");
         let mut changed = vec![false; self.dirty.len()];
-        let mut forced_any = false;
-        for (idx, c) in changed.iter_mut().enumerate() {
+        let mut forced = vec![false; self.dirty.len()];
+        for idx in 0..changed.len() {
             if std::mem::take(&mut self.dirty[idx]) {
-                let forced = std::mem::take(&mut self.forced[idx]);
-                forced_any |= forced;
-                *c = forced || self.tile_differs(frame, idx);
+                forced[idx] = std::mem::take(&mut self.forced[idx]);
+                changed[idx] = forced[idx] || self.tile_differs(frame, idx);
             }
         }
+        let forced_any = forced.contains(&true);
         let count = changed.iter().filter(|c| **c).count();
-        // Per changed tile, the box its images cover: for a few tiles (a keystroke), only
-        // the pixels that differ from what the browser has, so a keystroke sends its
-        // character, not its 64-pixel tile; for many (a flood), the whole tiles, which
-        // costs no comparison pixel by pixel and sends hardly more.
-        let crop = !forced_any && count <= CROP_MAX_TILES;
+        // Per changed tile, the box its images cover: only the pixels that differ from
+        // what the browser has (all of the tile when the browser lost it), so a keystroke
+        // sends its character, not its 64-pixel tile, and a page of a document the
+        // digits of its line numbers that changed.
         let boxes: Vec<Option<PixelBox>> = (0..changed.len())
-            .map(|idx| changed[idx].then(|| if crop { self.changed_box(frame, idx) } else { Some(self.tile_box(idx)) }).flatten())
+            .map(|idx| match (changed[idx], forced[idx]) {
+                (false, _) => None,
+                (true, true) => Some(self.tile_box(idx)),
+                (true, false) => self.changed_box(frame, idx),
+            })
             .collect();
         // After a lost picture the browser has nothing to move from.
         let vectors = if self.settings.detect_moves && !forced_any && count >= MIN_TILES_FOR_MOVES {
@@ -354,23 +354,49 @@ impl Encoder {
 
     /// The box of tile `idx`'s pixels that differ from what the browser has; `None`
     /// when none do.
+    ///
+    /// Cheap where a tile changed all over (a flood): the first and last differing lines
+    /// give the top and bottom, and the lines between are looked at only in the columns
+    /// the box does not cover yet, which is none once it is as wide as the tile.
     fn changed_box(&self, frame: &[u8], idx: usize) -> Option<PixelBox> {
         let tile = self.tile_box(idx);
-        let mut found: Option<PixelBox> = None;
+        let spans: Vec<std::ops::Range<usize>> = self.tile_spans(idx).collect();
+        let line = |i: usize| (&self.shadow[spans[i].clone()], &frame[spans[i].clone()]);
+        let differs = |i: usize| {
+            let (old, new) = line(i);
+            old != new
+        };
+        let top = (0..spans.len()).find(|&i| differs(i))?;
+        let bottom = (top..spans.len()).rev().find(|&i| differs(i)).expect("the top line differs");
+        // The first and last differing pixel of line `i` within pixels `from..to`.
         let pixel = |p: &[u8]| u32::from_ne_bytes(p.try_into().expect("chunks of four"));
-        for (line, span) in (tile.top..).zip(self.tile_spans(idx)) {
-            let (old, new) = (&self.shadow[span.clone()], &frame[span]);
+        let extent = |i: usize, from: usize, to: usize| -> Option<(usize, usize)> {
+            let (old, new) = line(i);
+            let (old, new) = (&old[from * 4..to * 4], &new[from * 4..to * 4]);
             if old == new {
-                continue;
+                return None;
             }
             let differs = |(a, b): (&[u8], &[u8])| pixel(a) != pixel(b);
             let pairs = || old.chunks_exact(4).zip(new.chunks_exact(4));
-            let first = pairs().position(differs).expect("the lines differ") as u16;
-            let last = (pairs().rev().position(differs).expect("the lines differ")) as u16;
-            let row = PixelBox { left: tile.left + first, top: line, right: tile.right - last, bottom: line + 1 };
-            found = Some(found.map_or(row, |f| f.union(row)));
+            let first = pairs().position(differs).expect("the pixels differ");
+            let last = pairs().rev().position(differs).expect("the pixels differ");
+            Some((from + first, to - last))
+        };
+        let width = usize::from(tile.right - tile.left);
+        let (mut left, mut right) = extent(top, 0, width).expect("the top line differs");
+        for i in (top + 1..=bottom).rev() {
+            if left == 0 && right == width {
+                break;
+            }
+            if let Some((l, _)) = extent(i, 0, left) {
+                left = l;
+            }
+            if let Some((_, r)) = extent(i, right, width) {
+                right = r;
+            }
         }
-        found
+        let at = |v: usize| v as u16;
+        Some(PixelBox { left: tile.left + at(left), top: tile.top + at(top), right: tile.left + at(right), bottom: tile.top + at(bottom) + 1 })
     }
 
     fn copy_tile(&mut self, frame: &[u8], idx: usize) {

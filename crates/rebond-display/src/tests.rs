@@ -87,6 +87,24 @@ fn a_change_across_tiles_is_one_box_and_a_lossy_tile_stays_lossy_until_covered()
 }
 
 #[test]
+fn the_box_of_changed_pixels_takes_in_lines_between_its_top_and_bottom() {
+    let (w, h) = (64, 64);
+    let mut frame = blank(w, h, [255, 255, 255]);
+    let mut e = Encoder::new(w, h, EncoderSettings::default());
+    e.encode(&frame, 0);
+    // The top and bottom lines change in the middle; lines between them stretch the box
+    // to the left and to the right.
+    for (x, y) in [(30, 10), (33, 50), (2, 20), (60, 40)] {
+        paint(&mut frame, w, x, y, [0, 0, 0]);
+    }
+    e.damage(0, 0, w, h);
+    let regions = e.encode(&frame, 0).regions;
+    assert_eq!(regions.len(), 1);
+    let r = &regions[0];
+    assert_eq!((r.x, r.y, r.width, r.height), (2, 10, 59, 41));
+}
+
+#[test]
 fn photographic_regions_go_lossy_and_runs_merge() {
     let (w, h) = (512, 64);
     let mut frame = blank(w, h, [0, 0, 0]);
@@ -148,8 +166,8 @@ fn a_screen_of_changed_text_goes_as_one_image() {
     e.damage(0, 0, w, h);
     let f = e.encode(&next, 0);
     assert_eq!(f.regions.len(), 1);
-    // Whole tiles: a screen of changes is not cropped (see CROP_MAX_TILES).
-    assert_eq!((f.regions[0].width, f.regions[0].height), (w, h));
+    // The last three lines of pixels are blank on both pages: not sent.
+    assert_eq!((f.regions[0].width, f.regions[0].height), (w, h - 3));
     page.apply(&f);
     assert!(page.rgba == next);
 }
