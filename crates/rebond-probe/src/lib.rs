@@ -41,6 +41,10 @@ pub struct ProbeOptions {
     pub language: String,
     /// Milliseconds between typed key events.
     pub key_interval_ms: u64,
+    /// After `duration`, stay this long more without typing, drawing what comes, so the
+    /// screenshot shows the workstation's screen once it has answered the last key. Not
+    /// counted in the figures.
+    pub settle: Duration,
 }
 
 /// The figures, printed by `--json`.
@@ -197,11 +201,15 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
     let mut bytes_after_first = 0u64;
     let (mut frames_after_first, mut keys_waiting, mut latencies) = (0u64, Vec::<Instant>::new(), Vec::<f64>::new());
     let mut key_timer = tokio::time::interval(Duration::from_millis(opts.key_interval_ms.max(1)));
-    let overall = tokio::time::sleep(opts.duration + Duration::from_secs(60));
+    let overall = tokio::time::sleep(opts.duration + opts.settle + Duration::from_secs(60));
     tokio::pin!(overall);
+    // The figures, taken when `duration` ends (before settling): seconds, bytes, frames.
+    let mut measured: Option<(f64, u64, u64)> = None;
+    // The keys pressed and not yet released.
+    let mut held: Vec<keys::KeyEvent> = Vec::new();
 
     loop {
-        let deadline = first_frame.map(|t| t + opts.duration);
+        let deadline = first_frame.map(|t| t + opts.duration + if measured.is_some() { opts.settle } else { Duration::ZERO });
         let until_end = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -287,19 +295,35 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                 };
                 let _ = ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down }.encode().into())).await;
                 report.keys_sent += 1;
+                held.retain(|h| (h.scancode, h.extended) != (k.scancode, k.extended));
                 if k.down {
                     keys_waiting.push(Instant::now());
+                    held.push(k);
                 }
             }
-            _ = until_end => break,
+            _ = until_end => {
+                if measured.is_some() || opts.settle.is_zero() {
+                    break;
+                }
+                let since_first = first_frame.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                measured = Some((since_first, bytes_after_first, frames_after_first));
+                // No more typing; what is held goes up now, or the workstation would
+                // repeat it while the probe settles.
+                keys.clear();
+                for k in held.drain(..) {
+                    let _ = ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: false }.encode().into())).await;
+                }
+            }
             _ = &mut overall => break,
         }
     }
-    if let Some(t) = first_frame {
-        report.measured_seconds = t.elapsed().as_secs_f64();
-        if report.measured_seconds > 0.0 {
-            report.bytes_per_second = bytes_after_first as f64 / report.measured_seconds;
-            report.frames_per_second = frames_after_first as f64 / report.measured_seconds;
+    if first_frame.is_some() {
+        let since_first = first_frame.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let (seconds, bytes, frames) = measured.unwrap_or((since_first, bytes_after_first, frames_after_first));
+        report.measured_seconds = seconds;
+        if seconds > 0.0 {
+            report.bytes_per_second = bytes as f64 / seconds;
+            report.frames_per_second = frames as f64 / seconds;
         }
     }
     report.key_to_frame_samples = latencies.len();

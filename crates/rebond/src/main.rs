@@ -263,6 +263,10 @@ struct ProbeArgs {
     /// treated by the gateway as injected typing).
     #[arg(long, default_value_t = 40)]
     key_interval_ms: u64,
+    /// Seconds to stay after `--duration` without typing, not counted in the figures,
+    /// so that `--screenshot` shows the screen once it has answered the last key.
+    #[arg(long, default_value_t = 0.0)]
+    settle: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -561,6 +565,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
                 height: args.height,
                 language: args.language,
                 key_interval_ms: args.key_interval_ms,
+                settle: Duration::from_secs_f64(args.settle.max(0.0)),
             };
             let (report, _) = rebond_probe::run(opts).await?;
             if args.json {

@@ -9,7 +9,7 @@
 //!
 //! Usage: rebond-bench [--rebond PATH] [--seconds S] [--runs N] [--sessions 1,5,10,20]
 //!                     [--workloads idle,typing,...] [--workstation shadow|xrdp|both]
-//!                     [--gateway-config FILE] [--json] [--svg FILE]
+//!                     [--gateway-config FILE] [--json] [--svg FILE]   (`--help` says more)
 //!
 //! Workstations: `shadow` (the default) is FreeRDP's shadow server on its own Xvfb
 //! display per session, NLA; `xrdp` is one xrdp with xorgxrdp per run, TLS, with one
@@ -79,6 +79,8 @@ const SCENE_TITLE: &str = "rebond-scene";
 /// and the title of the still picture's window.
 const STILL_SECONDS: u64 = 2;
 const STILL_TITLE: &str = "rebond-still";
+/// How long a probe stays after its run without typing, before its screenshot.
+const SETTLE_SECONDS: u64 = 1;
 
 impl Workload {
     fn name(self) -> &'static str {
@@ -198,9 +200,9 @@ impl Workload {
     }
 
     /// Whether the probe's picture is compared with the screen at the end of the run:
-    /// where the picture stands still by then. Nearly so for typing and scrolling: their
-    /// keys outlast the run (a key event every 40 ms; typing the scrolling command alone
-    /// takes about 9 s), so the echo of a last key, or a last page, may miss the picture.
+    /// where the picture stands still by then. Typing, office work and scrolling type to
+    /// the end of the run; their probes then stop typing and settle for [`SETTLE_SECONDS`]
+    /// (not counted in the figures), so the picture has the answer to the last key.
     fn compared_at_end(self) -> bool {
         !matches!(self, Self::Terminal | Self::Dragging | Self::Switching)
     }
@@ -458,7 +460,8 @@ fn run(exe: &Path, workload: Workload, kind: Workstation, sessions: usize, secon
         let mut cmd = Command::new(exe);
         cmd.args(["probe", "--url", &gw.url(), "--user", &desk.user, "--password-stdin", "--insecure", "--json"])
             .args(["--duration", &(seconds + workload.still_seconds()).to_string()])
-            .args(["--key-interval-ms", &workload.key_interval_ms().to_string(), "--screenshot"])
+            .args(["--key-interval-ms", &workload.key_interval_ms().to_string()])
+            .args(["--settle", &(if workload.compared_at_end() { SETTLE_SECONDS } else { 0 }).to_string(), "--screenshot"])
             .arg(&shot)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
@@ -785,38 +788,63 @@ fn svg(rows: &[Row], value: impl Fn(&Row) -> f64, title: &str) -> String {
     out + "</svg>\n"
 }
 
+/// Which workstations a run measures.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WorkstationChoice {
+    Shadow,
+    Xrdp,
+    Both,
+}
+
+#[derive(clap::Parser)]
+#[command(about = "Real workstations behind a real gateway, scripted workloads, the figures that matter (see the source's header and docs/performance.md)")]
+struct Args {
+    /// The `rebond` binary to measure.
+    #[arg(long, default_value = "target/debug/rebond")]
+    rebond: PathBuf,
+    /// Length of each run after the first frame, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Runs per line (figures are medians over the runs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// Concurrent sessions, one line per count: 1,5,10,20.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u64).range(1..))]
+    sessions: Vec<u64>,
+    /// Workloads, comma-separated (all by default).
+    #[arg(long, value_delimiter = ',', value_parser = parse_workload)]
+    workloads: Vec<Workload>,
+    #[arg(long, value_enum, default_value = "shadow")]
+    workstation: WorkstationChoice,
+    /// A gateway configuration (TOML) to run instead of the harness's defaults.
+    #[arg(long)]
+    gateway_config: Option<PathBuf>,
+    /// Print the rows as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Plot CPU per session against the number of sessions here (and kB/s next to it).
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+fn parse_workload(s: &str) -> Result<Workload, String> {
+    Workload::parse(s).ok_or_else(|| format!("unknown workload {s}; one of {}", ALL.map(Workload::name).join(", ")))
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut exe = PathBuf::from("target/debug/rebond");
-    let (mut seconds, mut runs, mut sessions, mut workloads, mut json, mut svg_path) = (10u64, 1usize, vec![1usize], ALL.to_vec(), false, None);
-    let mut workstations = vec![Workstation::Shadow];
-    while let Some(a) = args.next() {
-        let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value"));
-        match a.as_str() {
-            "--rebond" => exe = PathBuf::from(value()?),
-            "--seconds" => seconds = value()?.parse()?,
-            "--runs" => runs = value()?.parse::<usize>()?.max(1),
-            "--sessions" => sessions = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
-            "--workloads" => {
-                workloads = value()?.split(',').map(|w| Workload::parse(w).ok_or_else(|| anyhow::anyhow!("unknown workload {w}"))).collect::<Result<_, _>>()?
-            }
-            "--workstation" => {
-                workstations = match value()?.as_str() {
-                    "shadow" => vec![Workstation::Shadow],
-                    "xrdp" => vec![Workstation::Xrdp],
-                    "both" => vec![Workstation::Shadow, Workstation::Xrdp],
-                    other => anyhow::bail!("unknown workstation {other} (shadow, xrdp or both)"),
-                }
-            }
-            "--gateway-config" => {
-                let path = value()?;
-                let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-                GATEWAY_CONFIG.set(text).expect("set once");
-            }
-            "--json" => json = true,
-            "--svg" => svg_path = Some(PathBuf::from(value()?)),
-            other => anyhow::bail!("unknown argument {other}"),
-        }
+    let args = <Args as clap::Parser>::parse();
+    let exe = args.rebond;
+    let (seconds, runs, json, svg_path) = (args.seconds, args.runs as usize, args.json, args.svg);
+    let sessions: Vec<usize> = args.sessions.iter().map(|&n| n as usize).collect();
+    let workloads = if args.workloads.is_empty() { ALL.to_vec() } else { args.workloads };
+    let workstations = match args.workstation {
+        WorkstationChoice::Shadow => vec![Workstation::Shadow],
+        WorkstationChoice::Xrdp => vec![Workstation::Xrdp],
+        WorkstationChoice::Both => vec![Workstation::Shadow, Workstation::Xrdp],
+    };
+    if let Some(path) = &args.gateway_config {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        GATEWAY_CONFIG.set(text).expect("set once");
     }
     let scratch = rebond_testkit::temp_dir("bench");
     let mut rows = Vec::new();

@@ -7,17 +7,19 @@ use std::process::Command;
 
 use rebond_testkit::workstation::{Security, Shadow};
 
+#[derive(clap::Parser)]
+#[command(about = "Rebond's demo: a local demo workstation and the gateway on embedded defaults; prints the URL and the sign-in")]
+struct Args {
+    /// The `rebond` binary to run.
+    #[arg(long, default_value = "rebond")]
+    rebond: PathBuf,
+    /// Where the gateway listens (HTTPS).
+    #[arg(long, env = "REBOND_LISTEN", default_value = "127.0.0.1:8443")]
+    listen: String,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut rebond = PathBuf::from("rebond");
-    let mut listen = std::env::var("REBOND_LISTEN").unwrap_or_else(|_| "127.0.0.1:8443".into());
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--rebond" => rebond = args.next().map(PathBuf::from).unwrap_or(rebond),
-            "--listen" => listen = args.next().unwrap_or(listen),
-            other => anyhow::bail!("unknown argument {other}; usage: rebond-demo [--listen ADDR:PORT]"),
-        }
-    }
+    let Args { rebond, listen } = <Args as clap::Parser>::parse();
     let password = random_password();
     let data = std::env::temp_dir().join("rebond-demo");
     let _ = std::fs::remove_dir_all(&data);

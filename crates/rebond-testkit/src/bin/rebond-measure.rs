@@ -58,20 +58,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     rebond_probe::percentile(&mut v, 0.5).unwrap_or(f64::NAN)
 }
 
+#[derive(clap::Parser)]
+#[command(about = "Time to first frame and bytes per second of a bounce session, on a real workstation")]
+struct Args {
+    /// The `rebond` binary to measure.
+    #[arg(long, default_value = "target/debug/rebond")]
+    rebond: PathBuf,
+    /// Runs per workload (figures are medians over the runs).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// Length of each run after the first frame, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Also sign in through an Active Directory (Samba on 127.0.0.4).
+    #[arg(long)]
+    directory: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut exe = PathBuf::from("target/debug/rebond");
-    let (mut runs, mut seconds, mut json, mut directory) = (3usize, 10u64, false, false);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--rebond" => exe = PathBuf::from(args.next().unwrap_or_default()),
-            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(runs),
-            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
-            "--json" => json = true,
-            "--directory" => directory = true,
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
+    let args = <Args as clap::Parser>::parse();
+    let (exe, runs, seconds, json, directory) = (args.rebond, args.runs, args.seconds, args.json, args.directory);
     let samba = if directory { Some(Samba::start("127.0.0.4")?) } else { None };
     let mut workloads: Vec<(&str, Option<&str>, bool)> =
         vec![("idle desktop", None, false), ("terminal printing text", Some("while true; do ls -lR /usr; done{Enter}"), false)];

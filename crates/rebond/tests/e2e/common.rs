@@ -38,6 +38,7 @@ pub fn options(gw: &Gateway, user: &str, password: &str) -> ProbeOptions {
         height: 800,
         language: "en-US".into(),
         key_interval_ms: 10,
+        settle: Duration::ZERO,
     }
 }
 
