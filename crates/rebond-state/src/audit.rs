@@ -46,8 +46,7 @@ pub enum ChainBreak {
 /// Checks a whole log, in order of `seq`.
 pub fn verify(records: &[AuditRecord]) -> Result<(), ChainBreak> {
     let mut prev = GENESIS.to_owned();
-    let mut expected_seq = 1;
-    for r in records {
+    for (expected_seq, r) in (1..).zip(records) {
         if r.seq != expected_seq {
             return Err(ChainBreak::Missing(expected_seq));
         }
@@ -58,7 +57,6 @@ pub fn verify(records: &[AuditRecord]) -> Result<(), ChainBreak> {
             return Err(ChainBreak::Altered(r.seq));
         }
         prev = r.hash.clone();
-        expected_seq += 1;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::common::*;
 /// The worker process of `user`'s newest session, from the gateway's log.
 fn worker_pid(gw: &Gateway, user: &str) -> String {
     let log = gw.log_text();
-    let line = log.lines().filter(|l| l.contains("bounce worker started") && l.contains(user)).last().unwrap();
+    let line = log.lines().rfind(|l| l.contains("bounce worker started") && l.contains(user)).unwrap();
     line.split("pid=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned()
 }
 

@@ -155,7 +155,7 @@ async fn a_crashed_worker_ends_only_its_own_session() {
 
     let (_victim, mut socket) = s.working().await;
     let log = s.gw.log_text();
-    let line = log.lines().filter(|l| l.contains("bounce worker started") && l.contains(&s.user)).last().unwrap();
+    let line = log.lines().rfind(|l| l.contains("bounce worker started") && l.contains(&s.user)).unwrap();
     let pid = line.split("pid=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
     assert!(std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
     assert_eq!(end_code(&mut socket).await, Some(ErrorCode::WorkerFailed));
