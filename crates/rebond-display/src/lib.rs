@@ -198,27 +198,21 @@ impl Encoder {
     /// tiles stayed on screen long enough to be worth keeping in the page's cache.
     pub fn encode(&mut self, frame: &[u8], now_ms: u64) -> EncodedFrame {
         assert_eq!(frame.len(), self.shadow.len(), "frame does not match the desktop size");
-        let mut changed = vec![false; self.dirty.len()];
-        let mut forced = vec![false; self.dirty.len()];
-        for idx in 0..changed.len() {
-            if std::mem::take(&mut self.dirty[idx]) {
-                forced[idx] = std::mem::take(&mut self.forced[idx]);
-                changed[idx] = forced[idx] || self.tile_differs(frame, idx);
-            }
-        }
-        let forced_any = forced.contains(&true);
-        let count = changed.iter().filter(|c| **c).count();
         // Per changed tile, the box its images cover: only the pixels that differ from
         // what the browser has (all of the tile when the browser lost it), so a keystroke
         // sends its character, not its 64-pixel tile, and a page of a document the
         // digits of its line numbers that changed.
-        let boxes: Vec<Option<PixelBox>> = (0..changed.len())
-            .map(|idx| match (changed[idx], forced[idx]) {
-                (false, _) => None,
-                (true, true) => Some(self.tile_box(idx)),
-                (true, false) => self.changed_box(frame, idx),
-            })
-            .collect();
+        let mut boxes: Vec<Option<PixelBox>> = vec![None; self.dirty.len()];
+        let mut forced_any = false;
+        for (idx, b) in boxes.iter_mut().enumerate() {
+            if std::mem::take(&mut self.dirty[idx]) {
+                let forced = std::mem::take(&mut self.forced[idx]);
+                forced_any |= forced;
+                *b = if forced { Some(self.tile_box(idx)) } else { self.changed_box(frame, idx) };
+            }
+        }
+        let changed: Vec<bool> = boxes.iter().map(Option::is_some).collect();
+        let count = changed.iter().filter(|c| **c).count();
         // After a lost picture the browser has nothing to move from.
         let vectors = if self.settings.detect_moves && !forced_any && count >= MIN_TILES_FOR_MOVES {
             let view = moves::View { width: self.width, height: self.height, cols: self.cols, frame, shadow: &self.shadow };
@@ -347,11 +341,6 @@ impl Encoder {
         PixelBox { left: x as u16, top: y as u16, right: (x + w) as u16, bottom: (y + h) as u16 }
     }
 
-    /// Whether the tile's pixels differ from what the browser has.
-    fn tile_differs(&self, frame: &[u8], idx: usize) -> bool {
-        self.tile_spans(idx).any(|span| self.shadow[span.clone()] != frame[span])
-    }
-
     /// The box of tile `idx`'s pixels that differ from what the browser has; `None`
     /// when none do.
     ///
@@ -360,14 +349,19 @@ impl Encoder {
     /// the box does not cover yet, which is none once it is as wide as the tile.
     fn changed_box(&self, frame: &[u8], idx: usize) -> Option<PixelBox> {
         let tile = self.tile_box(idx);
-        let spans: Vec<std::ops::Range<usize>> = self.tile_spans(idx).collect();
-        let line = |i: usize| (&self.shadow[spans[i].clone()], &frame[spans[i].clone()]);
+        let (width, height) = (usize::from(tile.right - tile.left), usize::from(tile.bottom - tile.top));
+        let stride = usize::from(self.width) * 4;
+        // Line `i` of the tile, as the browser has it and as it is now.
+        let line = |i: usize| {
+            let start = (usize::from(tile.top) + i) * stride + usize::from(tile.left) * 4;
+            (&self.shadow[start..start + width * 4], &frame[start..start + width * 4])
+        };
         let differs = |i: usize| {
             let (old, new) = line(i);
             old != new
         };
-        let top = (0..spans.len()).find(|&i| differs(i))?;
-        let bottom = (top..spans.len()).rev().find(|&i| differs(i)).expect("the top line differs");
+        let top = (0..height).find(|&i| differs(i))?;
+        let bottom = (top..height).rev().find(|&i| differs(i)).expect("the top line differs");
         // The first and last differing pixel of line `i` within pixels `from..to`.
         let pixel = |p: &[u8]| u32::from_ne_bytes(p.try_into().expect("chunks of four"));
         let extent = |i: usize, from: usize, to: usize| -> Option<(usize, usize)> {
@@ -382,7 +376,6 @@ impl Encoder {
             let last = pairs().rev().position(differs).expect("the pixels differ");
             Some((from + first, to - last))
         };
-        let width = usize::from(tile.right - tile.left);
         let (mut left, mut right) = extent(top, 0, width).expect("the top line differs");
         for i in (top + 1..=bottom).rev() {
             if left == 0 && right == width {

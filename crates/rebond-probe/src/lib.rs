@@ -47,6 +47,11 @@ pub struct ProbeOptions {
     pub settle: Duration,
 }
 
+/// The message that presses (`down`) or releases key `k`.
+fn key_message(k: keys::KeyEvent, down: bool) -> Message {
+    Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down }.encode().into())
+}
+
 /// The figures, printed by `--json`.
 #[derive(Debug, Default, Serialize)]
 pub struct ProbeReport {
@@ -293,7 +298,7 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                         continue;
                     }
                 };
-                let _ = ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: k.down }.encode().into())).await;
+                let _ = ws.send(key_message(k, k.down)).await;
                 report.keys_sent += 1;
                 held.retain(|h| (h.scancode, h.extended) != (k.scancode, k.extended));
                 if k.down {
@@ -311,15 +316,14 @@ pub async fn run(opts: ProbeOptions) -> anyhow::Result<(ProbeReport, Framebuffer
                 // repeat it while the probe settles.
                 keys.clear();
                 for k in held.drain(..) {
-                    let _ = ws.send(Message::Binary(Uplink::Key { scancode: k.scancode, extended: k.extended, down: false }.encode().into())).await;
+                    let _ = ws.send(key_message(k, false)).await;
                 }
             }
             _ = &mut overall => break,
         }
     }
-    if first_frame.is_some() {
-        let since_first = first_frame.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        let (seconds, bytes, frames) = measured.unwrap_or((since_first, bytes_after_first, frames_after_first));
+    if let Some(t) = first_frame {
+        let (seconds, bytes, frames) = measured.unwrap_or((t.elapsed().as_secs_f64(), bytes_after_first, frames_after_first));
         report.measured_seconds = seconds;
         if seconds > 0.0 {
             report.bytes_per_second = bytes as f64 / seconds;
